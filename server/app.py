@@ -1,0 +1,65 @@
+"""The application factory: one place that wires settings, resources and every domain."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from server.appkeys import DB, ENDPOINTS, HTTP, METRICS, REDIS, SETTINGS
+from server.db import create_pool
+from server.settings import Settings
+from server.web import health
+from server.web.logs import REDACTOR
+from server.web.metrics import Metrics
+from server.web.middleware import request_context, security_headers
+
+log = logging.getLogger("server.app")
+
+
+def create_app(settings: Settings) -> web.Application:
+    # Bodies larger than this never reach a handler; JSON routes have their own, smaller limit.
+    app = web.Application(middlewares=[request_context, security_headers], client_max_size=8 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[ENDPOINTS] = []
+    REDACTOR.add(settings.secret_values())
+
+    app.cleanup_ctx.append(postgres_ctx)
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(http_client_ctx)
+
+    app.router.add_routes(health.routes)
+    health.api.register(app)
+    for setup in domain_setups():
+        setup(app)
+    return app
+
+
+def domain_setups():
+    """Each domain registers its routes and background tasks; imported here to keep one list."""
+    return []
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = await create_pool(app[SETTINGS])
+    app[DB] = pool
+    yield
+    await pool.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    client = aioredis.from_url(app[SETTINGS].redis_url, decode_responses=True, health_check_interval=30)
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    app[HTTP] = session
+    yield
+    await session.close()

@@ -1,0 +1,26 @@
+"""Typed keys for the objects every domain shares through the application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.web.api import Endpoint
+    from server.web.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+METRICS = web.AppKey("metrics", "Metrics")
+ENDPOINTS = web.AppKey("endpoints", list)  # list[Endpoint], the /v1 routes with their schemas
+
+# Per-request values.
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,82 @@
+"""`python -m server ...`: the operator's entry point.
+
+Each domain adds its subcommands through a `register(subparsers)` function listed in
+`command_modules()`; a command is a function taking (args, settings) and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+
+from server.settings import Settings, SettingsError
+from server.web.logs import configure_logging
+
+
+def command_modules():
+    return []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m server", description="SFX Studio server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server (API, portal, webhooks)")
+    serve.add_argument("--host", help="override HOST")
+    serve.add_argument("--port", type=int, help="override PORT")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    mig.set_defaults(func=cmd_migrate)
+
+    for module in command_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return args.func(args, settings) or 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from server.db import migrate
+
+    applied = asyncio.run(migrate(settings.database_url))
+    print(f"{len(applied)} migration(s) applied" + (": " + ", ".join(f"{m.version:04d}_{m.name}" for m in applied) if applied else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+    from server.db import migrate
+
+    if args.host or args.port:
+        settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port)
+    if not args.no_migrate:
+        asyncio.run(migrate(settings.database_url))
+    logging.getLogger("server").info("starting", extra={"host": settings.host, "port": settings.port, "env": settings.environment})
+    # run_app handles SIGINT/SIGTERM: stops accepting, lets requests finish, runs cleanup_ctx.
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+                shutdown_timeout=30, print=None)
+    return 0
+
+
+def read_secret(prompt: str) -> str:
+    """From a prompt when interactive, else one line of stdin (so scripts can pipe it in)."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\n")

@@ -1,0 +1,259 @@
+"""Settings come from environment variables, and only from here.
+
+Every field names its variable and says what it is for; README.md and .env.example are
+checked against this list by a test, so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ENVIRONMENTS = ("dev", "test", "production")
+
+# Values a production deployment must never run with.
+DEV_PLACEHOLDER = "change-me"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def env(name: str, doc: str, default: Any = None, *, secret: bool = False, kind: type = str):
+    return field(
+        default=default,
+        metadata={"env": name, "doc": doc, "secret": secret, "kind": kind},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = env("APP_ENV", "dev, test or production; production refuses default secrets", "dev")
+    host: str = env("HOST", "address the server listens on", "127.0.0.1")
+    port: int = env("PORT", "port the server listens on", 8080, kind=int)
+    public_url: str = env("PUBLIC_URL", "external base URL of the server and portal (links, redirects)", "http://127.0.0.1:8080")
+    log_level: str = env("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO")
+    data_dir: str = env("DATA_DIR", "folder for local data: dev secrets, audio storage, private Postgres/Redis", str(PROJECT_ROOT / ".data"))
+
+    database_url: str = env("DATABASE_URL", "Postgres connection URL", "postgresql://postgres@127.0.0.1:5432/sfx_dev", secret=True)
+    db_pool_min: int = env("DB_POOL_MIN", "smallest number of pooled Postgres connections", 2, kind=int)
+    db_pool_max: int = env("DB_POOL_MAX", "largest number of pooled Postgres connections", 20, kind=int)
+    redis_url: str = env("REDIS_URL", "Redis connection URL", "redis://127.0.0.1:6379/0", secret=True)
+    redis_prefix: str = env("REDIS_PREFIX", "prefix of every Redis key, so environments can share one Redis", "sfx:")
+
+    max_json_bytes: int = env("MAX_JSON_BYTES", "largest JSON request body accepted (413 above)", 65536, kind=int)
+
+    jwt_secrets: str = env(
+        "JWT_SECRETS",
+        "signing secrets as kid=secret pairs separated by commas; all verify, the active one signs",
+        DEV_PLACEHOLDER,
+        secret=True,
+    )
+    jwt_active_kid: str = env("JWT_ACTIVE_KID", "kid of the secret that signs new access tokens", "dev")
+    jwt_issuer: str = env("JWT_ISSUER", "iss claim of access tokens", "sfx-studio")
+    jwt_audience: str = env("JWT_AUDIENCE", "aud claim of access tokens", "sfx-panel")
+    access_token_ttl: int = env("ACCESS_TOKEN_TTL", "access token lifetime in seconds", 900, kind=int)
+    refresh_token_ttl: int = env("REFRESH_TOKEN_TTL", "refresh token lifetime in seconds", 30 * 86400, kind=int)
+    bcrypt_cost: int = env("BCRYPT_COST", "bcrypt work factor for password hashes", 12, kind=int)
+    login_max_failures: int = env("LOGIN_MAX_FAILURES", "failed logins per account or IP before throttling", 5, kind=int)
+    login_failure_window: int = env("LOGIN_FAILURE_WINDOW", "seconds over which failed logins are counted", 900, kind=int)
+
+    hold_ttl: int = env("CREDIT_HOLD_TTL", "seconds after which an unsettled credit hold is released by the sweep", 600, kind=int)
+    upgrade_url: str = env("UPGRADE_URL", "where the panel sends users who are out of credits", "http://127.0.0.1:8080/pricing")
+
+    keybank_master_keys: str = env(
+        "KEYBANK_MASTER_KEYS",
+        "AES-256 master keys for the provider key bank as version=base64key pairs separated by commas",
+        DEV_PLACEHOLDER,
+        secret=True,
+    )
+    keybank_active_version: str = env("KEYBANK_ACTIVE_VERSION", "master key version that encrypts new rows", "1")
+    elevenlabs_base_url: str = env("ELEVENLABS_BASE_URL", "ElevenLabs API root; the simulator's address in dev", "https://api.elevenlabs.io")
+    allow_simulator: bool = env("ALLOW_SIMULATOR", "allow a local simulator as ElevenLabs in production (true/false)", False, kind=bool)
+    upstream_deadline: float = env("UPSTREAM_DEADLINE", "total seconds a generation may spend on upstream attempts", 90.0, kind=float)
+    upstream_max_attempts: int = env("UPSTREAM_MAX_ATTEMPTS", "most upstream attempts for one generation", 4, kind=int)
+    audio_headroom_db: float = env("AUDIO_HEADROOM_DB", "peak level of normalised audio in dBFS", -1.0, kind=float)
+
+    stripe_secret_key: str = env("STRIPE_SECRET_KEY", "Stripe secret API key", DEV_PLACEHOLDER, secret=True)
+    stripe_webhook_secret: str = env("STRIPE_WEBHOOK_SECRET", "Stripe webhook signing secret", DEV_PLACEHOLDER, secret=True)
+    stripe_api_base: str = env("STRIPE_API_BASE", "Stripe API root; a local fake in tests", "https://api.stripe.com")
+    stripe_prices: str = env(
+        "STRIPE_PRICES",
+        "plan and pack to Stripe price id as name=price_id pairs separated by commas",
+        "basic=price_basic,pro=price_pro,enterprise=price_enterprise,pack_500=price_pack_500",
+    )
+    payment_grace_days: int = env("PAYMENT_GRACE_DAYS", "days generation continues after a failed payment", 7, kind=int)
+
+    session_secret: str = env("SESSION_SECRET", "32-byte base64 key encrypting portal session cookies", DEV_PLACEHOLDER, secret=True)
+    update_signing_key: str = env("UPDATE_SIGNING_KEY", "base64 Ed25519 private key signing panel update manifests", DEV_PLACEHOLDER, secret=True)
+    smtp_url: str = env("SMTP_URL", "smtp://user:pass@host:port for outgoing mail; empty keeps mail in the outbox table", "", secret=True)
+
+    # --- helpers ---------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def jwt_keys(self) -> dict[str, str]:
+        return parse_pairs(self.jwt_secrets, "JWT_SECRETS")
+
+    @property
+    def master_keys(self) -> dict[str, bytes]:
+        return {k: base64.b64decode(v) for k, v in parse_pairs(self.keybank_master_keys, "KEYBANK_MASTER_KEYS").items()}
+
+    @property
+    def price_ids(self) -> dict[str, str]:
+        return parse_pairs(self.stripe_prices, "STRIPE_PRICES")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def rkey(self, *parts: object) -> str:
+        """A Redis key under this environment's prefix."""
+        return self.redis_prefix + ":".join(str(p) for p in parts)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            if name in environ:
+                values[f.name] = _convert(name, environ[name], f.metadata["kind"])
+        settings = cls(**values)
+        if settings.environment not in ENVIRONMENTS:
+            raise SettingsError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        if settings.is_production:
+            settings.check_production()
+        else:
+            settings = settings.with_local_secrets()
+        settings.validate()
+        return settings
+
+    def check_production(self) -> None:
+        missing = [
+            f.metadata["env"]
+            for f in dataclasses.fields(self)
+            if f.metadata["secret"] and getattr(self, f.name) == DEV_PLACEHOLDER
+        ]
+        if missing:
+            raise SettingsError("production needs real values for: " + ", ".join(missing))
+        if "dev" in self.jwt_keys and self.jwt_keys["dev"] == DEV_PLACEHOLDER:
+            raise SettingsError("JWT_SECRETS still holds the development secret")
+
+    def with_local_secrets(self) -> "Settings":
+        """Outside production, secrets left at the placeholder are generated once and kept under DATA_DIR."""
+        wanted = {
+            f.name: f.metadata["env"]
+            for f in dataclasses.fields(self)
+            if f.metadata["secret"] and getattr(self, f.name) == DEV_PLACEHOLDER
+        }
+        if not wanted:
+            return self
+        store = self.data_path / "secrets.json"
+        kept: dict[str, str] = json.loads(store.read_text()) if store.exists() else {}
+        changed = False
+        for name, var in wanted.items():
+            if var not in kept:
+                kept[var] = _generate_secret(var)
+                changed = True
+        if changed:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_suffix(".tmp")
+            tmp.write_text(json.dumps(kept, indent=2))
+            tmp.chmod(0o600)
+            tmp.replace(store)
+        return dataclasses.replace(self, **{name: kept[var] for name, var in wanted.items()})
+
+    def validate(self) -> None:
+        if self.jwt_active_kid not in self.jwt_keys:
+            raise SettingsError("JWT_ACTIVE_KID must name one of the kids in JWT_SECRETS")
+        for version, key in self.master_keys.items():
+            if len(key) != 32:
+                raise SettingsError(f"KEYBANK_MASTER_KEYS version {version} must be 32 bytes (base64)")
+        if self.keybank_active_version not in self.master_keys:
+            raise SettingsError("KEYBANK_ACTIVE_VERSION must name a version in KEYBANK_MASTER_KEYS")
+        if self.max_json_bytes < 1024:
+            raise SettingsError("MAX_JSON_BYTES must be at least 1024")
+        if self.is_production and self.bcrypt_cost < 10:
+            raise SettingsError("BCRYPT_COST must be at least 10 in production")
+
+    def redacted(self) -> dict[str, Any]:
+        """A view safe to print or log."""
+        return {
+            f.metadata["env"]: ("***" if f.metadata["secret"] else getattr(self, f.name))
+            for f in dataclasses.fields(self)
+        }
+
+    def secret_values(self) -> list[str]:
+        values = []
+        for f in dataclasses.fields(self):
+            if f.metadata["secret"]:
+                value = getattr(self, f.name)
+                if isinstance(value, str) and value and f.name not in ("database_url", "redis_url"):
+                    values.extend(v.split("=", 1)[-1] for v in value.split(",") if v)
+        return [v for v in values if len(v) >= 8]
+
+
+def documented_variables() -> dict[str, str]:
+    return {f.metadata["env"]: f.metadata["doc"] for f in dataclasses.fields(Settings)}
+
+
+def parse_pairs(raw: str, name: str) -> dict[str, str]:
+    pairs = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise SettingsError(f"{name} entries must look like name=value")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    if not pairs:
+        raise SettingsError(f"{name} must not be empty")
+    return pairs
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes")
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a {kind.__name__}") from None
+
+
+def _generate_secret(var: str) -> str:
+    if var == "JWT_SECRETS":
+        return "dev=" + secrets.token_urlsafe(48)
+    if var == "KEYBANK_MASTER_KEYS":
+        return "1=" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if var == "SESSION_SECRET":
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    if var == "UPDATE_SIGNING_KEY":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        raw = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return base64.b64encode(raw).decode()
+    if var in ("DATABASE_URL", "REDIS_URL", "SMTP_URL"):
+        return ""
+    return "dev_" + secrets.token_urlsafe(32)

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every domain: errors, declared routes, middleware, logs, metrics."""

@@ -1,0 +1,125 @@
+"""Middleware: request ids, access logs and metrics, and the one JSON error envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+
+from server.appkeys import METRICS, REQUEST_ID
+from server.web.errors import ApiError, PayloadTooLarge
+from server.web.logs import request_id_var
+
+log = logging.getLogger("server.http")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+}
+
+
+def is_api(request: web.Request) -> bool:
+    return request.path.startswith("/v1") or request.path.startswith("/webhooks")
+
+
+def route_label(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    if resource is None or info.http_exception is not None:
+        return "unmatched"
+    return resource.canonical
+
+
+def error_response(err: ApiError, request_id: str) -> web.Response:
+    resp = web.json_response(err.body(), status=err.status, headers=err.headers)
+    resp.headers[REQUEST_ID_HEADER] = request_id
+    return resp
+
+
+@web.middleware
+async def request_context(request: web.Request, handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except ApiError as err:
+            response = error_response(err, request_id)
+        except web.HTTPException as exc:
+            if exc.status >= 400 and is_api(request):
+                response = error_response(_from_http_exception(exc), request_id)
+            else:
+                exc.headers[REQUEST_ID_HEADER] = request_id
+                raise
+        except asyncio.CancelledError:
+            status = 499  # client went away; nothing is sent
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+            err = ApiError("Something went wrong on our side. Try again; if it persists, quote the request id.",
+                           code="internal_error", status=500, details={"request_id": request_id})
+            if is_api(request):
+                response = error_response(err, request_id)
+            else:
+                response = web.Response(status=500, text="Internal server error. Request id: " + request_id,
+                                        headers={REQUEST_ID_HEADER: request_id})
+        status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics = request.app.get(METRICS)
+        label = route_label(request)
+        if metrics is not None:
+            metrics.requests.labels(request.method, label, str(status)).inc()
+            metrics.latency.labels(request.method, label).observe(elapsed)
+        if label not in ("/healthz", "/metrics"):
+            log.info(
+                "request",
+                extra={"method": request.method, "path": request.path, "status": status, "ms": round(elapsed * 1000, 2)},
+            )
+        request_id_var.reset(token)
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    if exc.status == 413:
+        return PayloadTooLarge("The request body is too large")
+    code = HTTP_CODES.get(exc.status, "http_error" if exc.status < 500 else "internal_error")
+    message = {
+        404: "No such endpoint or object",
+        405: "This method is not allowed here",
+    }.get(exc.status, exc.reason)
+    headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+    return ApiError(message, code=code, status=exc.status, headers=headers)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
