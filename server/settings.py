@@ -190,6 +190,10 @@ class Settings:
             raise SettingsError("MAX_JSON_BYTES must be at least 1024")
         if self.is_production and self.bcrypt_cost < 10:
             raise SettingsError("BCRYPT_COST must be at least 10 in production")
+        if self.is_production and not self.allow_simulator and not self.elevenlabs_base_url.startswith("https://"):
+            # A local simulator answers with synthetic audio: real customers must never be served by it.
+            raise SettingsError("ELEVENLABS_BASE_URL must be an https:// ElevenLabs address in production "
+                                "(set ALLOW_SIMULATOR=true only for a demo deployment)")
 
     def redacted(self) -> dict[str, Any]:
         """A view safe to print or log."""

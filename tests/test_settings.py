@@ -51,3 +51,32 @@ def test_redacted_view_hides_secrets(settings):
     view = settings.redacted()
     assert view["JWT_SECRETS"] == "***"
     assert view["PORT"] == settings.port
+
+
+def production_env(tmp_path, **extra):
+    env = {
+        "APP_ENV": "production",
+        "DATA_DIR": str(tmp_path),
+        "JWT_SECRETS": "p1=" + "x" * 48,
+        "JWT_ACTIVE_KID": "p1",
+        "KEYBANK_MASTER_KEYS": "1=" + "A" * 43 + "=",
+        "STRIPE_SECRET_KEY": "sk_live_realistic_value",
+        "STRIPE_WEBHOOK_SECRET": "whsec_realistic_value",
+        "SESSION_SECRET": "B" * 43 + "=",
+        "UPDATE_SIGNING_KEY": "C" * 43 + "=",
+    }
+    env.update(extra)
+    return env
+
+
+def test_production_starts_with_real_secrets(tmp_path):
+    settings = Settings.from_env(production_env(tmp_path))
+    assert settings.is_production
+    assert not (tmp_path / "secrets.json").exists()
+
+
+def test_production_refuses_the_local_simulator_unless_allowed(tmp_path):
+    with pytest.raises(SettingsError, match="ELEVENLABS_BASE_URL"):
+        Settings.from_env(production_env(tmp_path, ELEVENLABS_BASE_URL="http://127.0.0.1:8765"))
+    allowed = Settings.from_env(production_env(tmp_path, ELEVENLABS_BASE_URL="http://127.0.0.1:8765", ALLOW_SIMULATOR="true"))
+    assert allowed.allow_simulator
