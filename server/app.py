@@ -41,7 +41,9 @@ def create_app(settings: Settings) -> web.Application:
 
 def domain_setups():
     """Each domain registers its routes and background tasks; imported here to keep one list."""
-    return []
+    from server.auth.handlers import setup as auth_setup
+
+    return [auth_setup]
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:

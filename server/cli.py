@@ -17,7 +17,9 @@ from server.web.logs import configure_logging
 
 
 def command_modules():
-    return []
+    from server.auth import cli as auth_cli
+
+    return [auth_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,233 @@
+"""HTTP for sign-in and devices: parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, AsyncIterator, Literal
+
+import pydantic
+from aiohttp import web
+
+from server.appkeys import DB, METRICS, REDIS, SETTINGS
+from server.auth import service
+from server.auth.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
+from server.auth.passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
+from server.auth.throttle import LoginThrottle
+from server.web.api import ApiModel, ApiRoutes, json_response
+from server.web.errors import NotFound, TooManyRequests, Unauthorized
+
+log = logging.getLogger("server.auth")
+
+api = ApiRoutes("auth")
+
+# Expired refresh tokens are deleted this often (every process does it; the delete is idempotent).
+PRUNE_INTERVAL_SECONDS = 3600
+
+
+# --- models -----------------------------------------------------------------------
+
+class AuthRequest(ApiModel):
+    # Whitespace is part of a password; emails and names are trimmed by the service.
+    model_config = pydantic.ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+Email = Annotated[str, pydantic.Field(min_length=1, max_length=service.MAX_EMAIL_LENGTH, json_schema_extra={"format": "email"})]
+DeviceName = Annotated[
+    str,
+    pydantic.StringConstraints(strip_whitespace=True, min_length=1, max_length=service.MAX_DEVICE_NAME),
+    pydantic.Field(description="Shown in the device list, e.g. 'Premiere Pro on Edit Suite 2'"),
+]
+
+
+class RegisterRequest(AuthRequest):
+    email: Email
+    password: str = pydantic.Field(
+        max_length=MAX_PASSWORD_LENGTH,
+        description=f"At least {MIN_PASSWORD_LENGTH} characters, and not the email address",
+    )
+    device_name: DeviceName | None = None
+
+
+class LoginRequest(AuthRequest):
+    email: Email
+    password: str = pydantic.Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    device_name: DeviceName
+
+
+class RefreshRequest(AuthRequest):
+    refresh_token: str = pydantic.Field(min_length=1, max_length=200)
+
+
+class LogoutRequest(AuthRequest):
+    refresh_token: str | None = pydantic.Field(
+        default=None, max_length=200, description="Signs out this token's device; without it, the access token's device"
+    )
+
+
+class UserOut(pydantic.BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Literal["user", "admin"]
+    status: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class TokenResponse(pydantic.BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = pydantic.Field(description="Seconds until the access token expires")
+    refresh_expires_in: int = pydantic.Field(description="Seconds until the refresh token expires")
+    device_id: uuid.UUID
+    user: UserOut
+
+
+class DeviceOut(pydantic.BaseModel):
+    id: uuid.UUID
+    name: str
+    user_agent: str | None
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    current: bool = pydantic.Field(description="True for the device making this request")
+
+
+class DeviceList(pydantic.BaseModel):
+    devices: list[DeviceOut]
+
+
+# Token answers must never sit in a shared cache (RFC 6749 section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def token_response(tokens: service.IssuedTokens, status: int = 200) -> web.Response:
+    a = tokens.account
+    body = TokenResponse(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.access_expires_in,
+        refresh_expires_in=tokens.refresh_expires_in,
+        device_id=tokens.session_id,
+        user=UserOut(id=a.id, email=a.email, role=a.role, status=a.status, created_at=a.created_at, last_login_at=a.last_login_at),
+    )
+    return json_response(body, status=status, headers=NO_STORE)
+
+
+def device_info(request: web.Request, name: str | None) -> service.DeviceInfo:
+    return service.DeviceInfo.build(name, request.headers.get("User-Agent"), request.remote)
+
+
+# --- routes ---------------------------------------------------------------------------
+
+@api.post(
+    "/v1/auth/register", summary="Create an account and sign this device in", body=RegisterRequest,
+    response=TokenResponse, status=201, auth=False,
+    responses={"409": {"description": "email_taken"}, "422": {"description": "validation_failed (email or password policy)"}},
+)
+async def register(request: web.Request, body: RegisterRequest) -> web.Response:
+    tokens = await service.register(
+        request.app[DB], request.app[SETTINGS], body.email, body.password, device_info(request, body.device_name)
+    )
+    return token_response(tokens, status=201)
+
+
+@api.post(
+    "/v1/auth/login", summary="Sign a device in with email and password", body=LoginRequest,
+    response=TokenResponse, auth=False,
+    responses={"401": {"description": "invalid_credentials or account_suspended"},
+               "429": {"description": "rate_limited: too many failures for this account or address (Retry-After)"}},
+)
+async def login(request: web.Request, body: LoginRequest) -> web.Response:
+    settings = request.app[SETTINGS]
+    throttle = LoginThrottle(request.app[REDIS], settings)
+    outcomes = request.app[METRICS].logins
+    try:
+        tokens = await service.login(
+            request.app[DB], settings, throttle, body.email, body.password, device_info(request, body.device_name)
+        )
+    except TooManyRequests:
+        outcomes.labels("throttled").inc()
+        raise
+    except Unauthorized as exc:
+        outcomes.labels(exc.code).inc()
+        raise
+    outcomes.labels("success").inc()
+    return token_response(tokens)
+
+
+@api.post(
+    "/v1/auth/refresh", summary="Trade a refresh token for a new token pair", body=RefreshRequest,
+    response=TokenResponse, auth=False,
+    responses={"401": {"description": "invalid_token, session_revoked, account_suspended, or refresh_token_reused "
+                                      "(the device session is then revoked)"}},
+)
+async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
+    tokens = await service.refresh(
+        request.app[DB], request.app[SETTINGS], body.refresh_token,
+        user_agent=request.headers.get("User-Agent"), ip=request.remote,
+    )
+    return token_response(tokens)
+
+
+@api.post(
+    "/v1/auth/logout", summary="Sign a device out (by refresh token, else by the access token)", body=LogoutRequest,
+    status=204, auth=False, responses={"204": {"description": "Signed out (also when it already was)"}},
+)
+async def logout(request: web.Request, body: LogoutRequest) -> web.Response:
+    access_token = service.bearer_token(request) if not body.refresh_token else None
+    await service.logout(request.app[DB], request.app[SETTINGS], refresh_token=body.refresh_token, access_token=access_token)
+    return web.Response(status=204)
+
+
+@api.get("/v1/devices", summary="Devices signed in to this account", response=DeviceList)
+async def devices(request: web.Request) -> web.Response:
+    user = await service.authenticate(request)
+    found = await service.list_devices(request.app[DB], user)
+    return json_response(DeviceList(devices=[DeviceOut(**vars(d)) for d in found]))
+
+
+@api.delete(
+    "/v1/devices/{device_id}", summary="Sign one of this account's devices out", status=204,
+    responses={"204": {"description": "Signed out"}, "404": {"description": "No such device on this account"}},
+)
+async def revoke_device(request: web.Request) -> web.Response:
+    user = await service.authenticate(request)
+    try:
+        device_id = uuid.UUID(request.match_info["device_id"])
+    except ValueError:
+        raise NotFound("No such device") from None
+    await service.revoke_device(request.app[DB], user, device_id)
+    return web.Response(status=204)
+
+
+# --- wiring -------------------------------------------------------------------------------
+
+def setup(app: web.Application) -> None:
+    api.register(app)
+    app.cleanup_ctx.append(prune_tokens_ctx)
+
+
+async def prune_tokens_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_prune_forever(app), name="auth-prune-tokens")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _prune_forever(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+        try:
+            removed = await service.prune_expired_tokens(app[DB])
+            if removed:
+                log.info("expired refresh tokens deleted", extra={"count": removed})
+        except Exception:
+            # A database hiccup must not end the loop; the next round tries again.
+            log.exception("pruning refresh tokens failed")
