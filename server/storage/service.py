@@ -1,0 +1,187 @@
+"""Where generated audio files live: one small interface, a local-directory backend for now.
+
+Files are content addressed: the key is the SHA-256 of the bytes plus an extension
+("3f9a...e1.wav"). Keys are validated against a strict pattern before they touch the file
+system, so no user-supplied string can become a path. Identical audio is stored once; callers
+that share a key (cache reuse) must only delete a file when no record refers to it any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import os
+import re
+import tempfile
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import IO, AsyncIterator, Callable, Protocol, TypeVar, runtime_checkable
+
+KEY_PATTERN = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
+EXT_PATTERN = re.compile(r"[a-z0-9]{1,8}")
+_TEMP_PREFIX = ".tmp-"
+T = TypeVar("T")
+
+
+class InvalidKey(ValueError):
+    """A storage key that is not `<sha256 hex>.<ext>`: never resolved to a path."""
+
+
+class AudioNotFound(FileNotFoundError):
+    """No stored file has this key (deleted, swept, or never stored)."""
+
+
+def validate_key(key: str) -> str:
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise InvalidKey("invalid storage key")
+    return key
+
+
+def key_for(data: bytes, ext: str) -> str:
+    """The key `data` is stored under: sha256 hex of the bytes, a dot, the lower-case extension."""
+    ext = ext.lower().lstrip(".")
+    if not EXT_PATTERN.fullmatch(ext):
+        raise InvalidKey("extension must be 1-8 lower-case letters or digits")
+    return f"{hashlib.sha256(data).hexdigest()}.{ext}"
+
+
+@runtime_checkable
+class AudioStorage(Protocol):
+    async def put(self, data: bytes, ext: str) -> str: ...
+    async def open(self, key: str) -> IO[bytes]: ...
+    async def read(self, key: str) -> bytes: ...
+    def path(self, key: str) -> Path: ...
+    async def delete(self, key: str) -> bool: ...
+    async def exists(self, key: str) -> bool: ...
+    async def size(self, key: str) -> int: ...
+    def iter_keys(self, *, older_than: float | None = None) -> AsyncIterator[str]: ...
+
+
+class LocalStorage:
+    """Files under `root/ab/cd/<key>` (two levels of fan-out keep directories small).
+
+    Blocking file I/O runs in `executor` (the loop's default when None) so the event loop
+    never waits on the disk. Writes go to a temporary file in the target directory and are
+    renamed into place, so a reader sees either nothing or the whole file, and concurrent
+    puts of the same bytes are harmless.
+    """
+
+    def __init__(self, root: Path | str, *, executor: Executor | None = None) -> None:
+        self.root = Path(root).resolve()
+        self._executor = executor
+
+    def path(self, key: str) -> Path:
+        validate_key(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    async def put(self, data: bytes, ext: str) -> str:
+        key = key_for(data, ext)
+        await self._run(self._write, self.path(key), data)
+        return key
+
+    async def open(self, key: str) -> IO[bytes]:
+        """A binary file object for reading (caller closes it)."""
+        path = self.path(key)
+        return await self._run(self._open, path)
+
+    async def read(self, key: str) -> bytes:
+        path = self.path(key)
+        return await self._run(self._read, path)
+
+    async def delete(self, key: str) -> bool:
+        """True when a file was removed; deleting a missing key is not an error."""
+        path = self.path(key)
+        return await self._run(self._unlink, path)
+
+    async def exists(self, key: str) -> bool:
+        path = self.path(key)
+        return await self._run(path.is_file)
+
+    async def size(self, key: str) -> int:
+        path = self.path(key)
+        return await self._run(self._size, path)
+
+    async def iter_keys(self, *, older_than: float | None = None) -> AsyncIterator[str]:
+        """Every stored key, one fan-out directory at a time. `older_than` (seconds) skips files
+        written more recently, so a retention sweep cannot remove a file whose record is still
+        being committed."""
+        cutoff = time.time() - older_than if older_than is not None else None
+        for directory in await self._run(self._leaf_dirs):
+            for key in await self._run(self._keys_in, directory, cutoff):
+                yield key
+
+    # --- blocking parts (run in the executor) ---
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        try:
+            if path.stat().st_size == len(data):
+                # Same key and length: the content is already there. Refresh its time so a
+                # sweep's `older_than` grace also covers this new reference to it.
+                os.utime(path)
+                return
+        except FileNotFoundError:
+            pass  # not there (or deleted meanwhile): write it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _open(path: Path) -> IO[bytes]:
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            raise AudioNotFound(path.name) from None
+
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise AudioNotFound(path.name) from None
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise AudioNotFound(path.name) from None
+
+    @staticmethod
+    def _unlink(path: Path) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _leaf_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(leaf for top in self.root.iterdir() if top.is_dir() for leaf in top.iterdir() if leaf.is_dir())
+
+    @staticmethod
+    def _keys_in(directory: Path, cutoff: float | None) -> list[str]:
+        keys = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not KEY_PATTERN.fullmatch(entry.name) or not entry.is_file():
+                    continue  # temporary files of writes in progress, strays
+                if cutoff is not None and entry.stat().st_mtime > cutoff:
+                    continue
+                keys.append(entry.name)
+        return sorted(keys)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
