@@ -18,8 +18,9 @@ from server.web.logs import configure_logging
 
 def command_modules():
     from server.auth import cli as auth_cli
+    from server.simulator import cli as simulator_cli
 
-    return [auth_cli]
+    return [auth_cli, simulator_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
