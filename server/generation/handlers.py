@@ -1,0 +1,182 @@
+"""HTTP for the panel: create SFX and voice-overs, list voices, browse, download and delete history."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from server.appkeys import SETTINGS
+from server.auth.service import authenticate
+from server.generation.models import (
+    GenerationOut,
+    GenerationPage,
+    GenerationsCreated,
+    HistoryQuery,
+    SfxRequest,
+    VoiceList,
+    VoiceOut,
+    VoiceRequest,
+)
+from server.generation.naming import content_disposition
+from server.generation.params import sfx_spec, voice_spec
+from server.generation.service import GenerationResult, GenerationService, Outcome
+from server.storage import AudioNotFound
+from server.web.api import ApiRoutes, json_response
+from server.web.errors import NotFound
+
+api = ApiRoutes("generation")
+
+GENERATION = web.AppKey("generation", GenerationService)
+
+_AUDIO = {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                      "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}
+_CREATED_RESPONSES = {
+    "200": {
+        "description": "One result: the audio file (headers X-Generation-Id, X-Credits-Charged, X-Credits-Remaining, "
+                       "X-Audio-Duration). With `Accept: application/json` or variations > 1: the JSON listing.",
+        "content": {**_AUDIO["content"],
+                    "application/json": {"schema": {"$ref": "#/components/schemas/GenerationsCreated"}}},
+        "headers": {
+            "X-Generation-Id": {"schema": {"type": "string", "format": "uuid"}},
+            "X-Credits-Charged": {"schema": {"type": "integer"}},
+            "X-Credits-Remaining": {"schema": {"type": "string"}, "description": "an integer, or `unlimited`"},
+            "X-Audio-Duration": {"schema": {"type": "number"}},
+        },
+    },
+}
+_IDEMPOTENCY = "Idempotency-Key"
+
+
+def _service(request: web.Request) -> GenerationService:
+    return request.app[GENERATION]
+
+
+@api.post(
+    "/v1/sfx", summary="Generate a sound effect (send an Idempotency-Key header)", body=SfxRequest,
+    response=GenerationsCreated, responses=_CREATED_RESPONSES,
+)
+async def create_sfx(request: web.Request, body: SfxRequest) -> web.StreamResponse:
+    user = await authenticate(request)
+    spec = sfx_spec(body, model_id=request.app[SETTINGS].sfx_model_id)
+    outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY))
+    return await _created(request, outcome, force_json=body.variations > 1)
+
+
+@api.post(
+    "/v1/voice", summary="Generate a voice-over (send an Idempotency-Key header)", body=VoiceRequest,
+    response=GenerationsCreated, responses=_CREATED_RESPONSES,
+)
+async def create_voice(request: web.Request, body: VoiceRequest) -> web.StreamResponse:
+    user = await authenticate(request)
+    spec = voice_spec(body, default_model=request.app[SETTINGS].voice_model_id)
+    outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY))
+    return await _created(request, outcome, force_json=False)
+
+
+@api.get("/v1/voices", summary="Voices available for voice-overs", response=VoiceList)
+async def list_voices(request: web.Request) -> web.Response:
+    await authenticate(request)
+    catalog = await _service(request).voices.get()
+    voices = [VoiceOut.model_validate({k: v for k, v in voice.items() if k != "key_ids"}) for voice in catalog.voices]
+    return json_response(VoiceList(voices=voices), headers={"Cache-Control": "private, max-age=60"})
+
+
+@api.get("/v1/generations", summary="Your generations, newest first", query=HistoryQuery, response=GenerationPage)
+async def list_generations(request: web.Request, query: HistoryQuery) -> web.Response:
+    user = await authenticate(request)
+    items, next_cursor = await _service(request).history(user.id, kind=query.kind, cursor=query.cursor, limit=query.limit)
+    return json_response({"items": [_out(i) for i in items], "next_cursor": next_cursor},
+                         headers={"Cache-Control": "no-store"})
+
+
+@api.get("/v1/generations/{id}", summary="One of your generations", response=GenerationOut)
+async def get_generation(request: web.Request) -> web.Response:
+    user = await authenticate(request)
+    item = await _service(request).get(user.id, _generation_id(request))
+    return json_response(_out(item), headers={"Cache-Control": "no-store"})
+
+
+@api.get(
+    "/v1/generations/{id}/audio", summary="Download a generation's audio (Range supported, never charged)",
+    responses={"200": {"description": "The audio file", **_AUDIO},
+               "206": {"description": "The requested byte range", **_AUDIO}},
+)
+async def download_audio(request: web.Request) -> web.StreamResponse:
+    user = await authenticate(request)
+    service = _service(request)
+    item = await service.get(user.id, _generation_id(request))
+    if item.storage_key is None:
+        raise NotFound("This generation has no audio", code="generation_not_found")
+    path = service.storage.path(item.storage_key)
+    if not path.is_file():
+        raise NotFound("The audio of this generation is no longer stored", code="audio_gone")
+    # FileResponse answers Range / If-Range itself (206, 416) and streams with sendfile.
+    return web.FileResponse(path, headers=_file_headers(item))
+
+
+@api.delete("/v1/generations/{id}", summary="Delete one of your generations and its audio", status=204)
+async def delete_generation(request: web.Request) -> web.Response:
+    user = await authenticate(request)
+    await _service(request).delete(user.id, _generation_id(request))
+    return web.Response(status=204)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _generation_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        # Any string that is not one of your ids is simply not found.
+        raise NotFound("No such generation", code="generation_not_found") from None
+
+
+def _out(item: GenerationResult) -> dict:
+    body = GenerationOut(
+        id=str(item.id), kind=item.kind, prompt=item.prompt, text=item.text, variation=item.variation,
+        duration_seconds=item.duration_seconds, sample_rate=item.sample_rate, credits=item.credits,
+        format=item.format, filename=item.filename, download_url=f"/v1/generations/{item.id}/audio",
+        cached=item.cached, created_at=item.created_at,
+    ).model_dump(mode="json")
+    # An SFX has a prompt, a voice-over a text; the other key is left out rather than null.
+    body.pop("text" if item.kind == "sfx" else "prompt")
+    return body
+
+
+def _file_headers(item: GenerationResult) -> dict[str, str]:
+    return {
+        "Content-Type": item.content_type,
+        "Content-Disposition": content_disposition(item.filename),
+        "X-Generation-Id": str(item.id),
+        "X-Audio-Duration": f"{item.duration_seconds or 0:.3f}",
+        "Cache-Control": "private, no-store",
+    }
+
+
+def _wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+async def _created(request: web.Request, outcome: Outcome, *, force_json: bool) -> web.StreamResponse:
+    remaining = "unlimited" if outcome.remaining is None else str(outcome.remaining)
+    headers = {"X-Credits-Charged": str(outcome.charged), "X-Credits-Remaining": remaining}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if force_json or _wants_json(request) or len(outcome.results) != 1 or outcome.failed:
+        body = {
+            "generations": [_out(r) for r in outcome.results],
+            "credits": {"charged": outcome.charged, "remaining": outcome.remaining},
+            "failed": [{"variation": v, "error": e.body()["error"]} for v, e in outcome.failed],
+        }
+        return json_response(body, headers=headers)
+    item = outcome.results[0]
+    headers.update(_file_headers(item))
+    if item.data is not None:
+        return web.Response(body=item.data, headers=headers)
+    try:
+        data = await _service(request).storage.read(item.storage_key or "")
+    except (AudioNotFound, FileNotFoundError):
+        raise NotFound("The audio of this generation is no longer stored", code="audio_gone") from None
+    return web.Response(body=data, headers=headers)

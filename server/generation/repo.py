@@ -1,0 +1,231 @@
+"""SQL for generations and their idempotency records. Parameters only, never string formatting."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Sequence
+
+import asyncpg
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+@dataclass(frozen=True)
+class RequestClaim:
+    id: uuid.UUID
+    status: str  # in_progress, succeeded, failed
+    request_hash: str
+    attempt: int
+    fresh: bool  # this call owns the request now (new, or taking over a failed/stale one)
+    updated_at: datetime
+
+
+async def claim_request(
+    conn: Conn, *, user_id: uuid.UUID, idempotency_key: str, request_hash: str, kind: str, stale_after: float
+) -> RequestClaim:
+    """Insert the idempotency record, or read the one that exists.
+
+    A record whose earlier try failed (nothing was charged) or whose worker vanished long ago is
+    taken over by exactly one caller; the conditional UPDATE is the arbiter between concurrent retries.
+    """
+    for _ in range(5):
+        row = await conn.fetchrow(
+            """WITH ins AS (
+                   INSERT INTO generation_requests (user_id, idempotency_key, request_hash, kind)
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (user_id, idempotency_key) DO NOTHING
+                   RETURNING id, status, request_hash, attempt, updated_at, true AS fresh)
+               SELECT * FROM ins
+               UNION ALL
+               SELECT id, status, request_hash, attempt, updated_at, false AS fresh
+                 FROM generation_requests
+                WHERE user_id = $1 AND idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)""",
+            user_id, idempotency_key, request_hash, kind,
+        )
+        if row is None:
+            # A concurrent insert committed after this statement's snapshot: read again.
+            continue
+        claim = RequestClaim(row["id"], row["status"], row["request_hash"], row["attempt"], row["fresh"], row["updated_at"])
+        if claim.fresh or claim.request_hash != request_hash:
+            return claim
+        taken = await conn.fetchrow(
+            """UPDATE generation_requests
+                  SET status = 'in_progress', attempt = attempt + 1, updated_at = now()
+                WHERE id = $1
+                  AND (status = 'failed'
+                       OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $2)))
+            RETURNING id, status, request_hash, attempt, updated_at""",
+            claim.id, float(stale_after),
+        )
+        if taken is not None:
+            return RequestClaim(taken["id"], taken["status"], taken["request_hash"], taken["attempt"], True, taken["updated_at"])
+        return claim
+    raise RuntimeError("could not read or create the idempotency record")
+
+
+async def request_status(conn: Conn, request_id: uuid.UUID) -> str | None:
+    return await conn.fetchval("SELECT status FROM generation_requests WHERE id = $1", request_id)
+
+
+async def finish_request(conn: Conn, request_id: uuid.UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE generation_requests SET status = $2, updated_at = now() WHERE id = $1", request_id, status
+    )
+
+
+async def create_pending(
+    conn: Conn, *, user_id: uuid.UUID, request_id: uuid.UUID, kind: str, params: dict[str, Any],
+    prompt: str | None, text: str | None, variations: Sequence[int], idempotency_key: str, request_hash: str,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """INSERT INTO generations (user_id, request_id, kind, params, prompt, text, variation, idempotency_key, request_hash)
+           SELECT $1, $2, $3, $4::jsonb, $5, $6, v, $8, $9 FROM unnest($7::int[]) AS v
+           RETURNING id, variation, created_at""",
+        user_id, request_id, kind, json.dumps(params), prompt, text, list(variations), idempotency_key, request_hash,
+    )
+
+
+async def mark_succeeded(
+    conn: Conn, generation_id: uuid.UUID, *, storage_key: str, format: str, duration_seconds: float, sample_rate: int,
+    size_bytes: int, credits_charged: int, hold_id: uuid.UUID | None, cached: bool, upstream_key_id: int | None,
+    upstream_request_id: str | None, upstream_cost: int | None, upstream_attempts: int, latency_ms: int,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE generations
+               SET status = 'succeeded', storage_key = $2, format = $3, duration_seconds = $4, sample_rate = $5,
+                   size_bytes = $6, credits_charged = $7, hold_id = $8, cached = $9, upstream_key_id = $10,
+                   upstream_request_id = $11, upstream_cost = $12, upstream_attempts = $13, latency_ms = $14,
+                   completed_at = now()
+             WHERE id = $1
+         RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+                   failure_reason, created_at, completed_at""",
+        generation_id, storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+        cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts, latency_ms,
+    )
+
+
+async def mark_failed(
+    conn: Conn, generation_ids: Sequence[uuid.UUID], *, status: str, reason: str, hold_id: uuid.UUID | None = None,
+    upstream_key_id: int | None = None, upstream_request_id: str | None = None, upstream_cost: int | None = None,
+    upstream_attempts: int = 0, latency_ms: int | None = None,
+) -> None:
+    # Only pending rows: a row that already succeeded is never turned into a failure.
+    await conn.execute(
+        """UPDATE generations
+              SET status = $2, failure_reason = $3, hold_id = $4, upstream_key_id = $5, upstream_request_id = $6,
+                  upstream_cost = $7, upstream_attempts = $8, latency_ms = $9, credits_charged = 0,
+                  completed_at = now()
+            WHERE id = ANY($1::uuid[]) AND status = 'pending'""",
+        list(generation_ids), status, reason, hold_id, upstream_key_id, upstream_request_id, upstream_cost,
+        upstream_attempts, latency_ms,
+    )
+
+
+async def request_results(conn: Conn, request_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+                   failure_reason, created_at, completed_at, deleted_at FROM generations
+             WHERE request_id = $1 ORDER BY variation, created_at""",
+        request_id,
+    )
+
+
+async def find_cached(conn: Conn, *, request_hash: str, variation: int, user_id: uuid.UUID, shared: bool) -> asyncpg.Record | None:
+    """An earlier identical result. Sound effects are shared between accounts; voice scripts are not."""
+    return await conn.fetchrow(
+        """SELECT storage_key, format, duration_seconds, sample_rate, size_bytes
+             FROM generations
+            WHERE request_hash = $1 AND variation = $2 AND status = 'succeeded' AND deleted_at IS NULL
+              AND storage_key IS NOT NULL AND ($4 OR user_id = $3)
+            ORDER BY created_at DESC
+            LIMIT 1""",
+        request_hash, variation, user_id, shared,
+    )
+
+
+async def get_generation(conn: Conn, user_id: uuid.UUID, generation_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+                   failure_reason, created_at, completed_at FROM generations
+             WHERE id = $1 AND user_id = $2 AND status = 'succeeded' AND deleted_at IS NULL""",
+        generation_id, user_id,
+    )
+
+
+async def history(
+    conn: Conn, user_id: uuid.UUID, *, kind: str | None, before: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[asyncpg.Record]:
+    before_at, before_id = before if before else (None, None)
+    return await conn.fetch(
+        """SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+                   failure_reason, created_at, completed_at FROM generations
+             WHERE user_id = $1 AND status = 'succeeded' AND deleted_at IS NULL
+               AND ($2::text IS NULL OR kind = $2)
+               AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+             ORDER BY created_at DESC, id DESC
+             LIMIT $5""",
+        user_id, kind, before_at, before_id, limit,
+    )
+
+
+async def soft_delete(conn: Conn, user_id: uuid.UUID, generation_id: uuid.UUID) -> str | None | bool:
+    """Hide a generation; returns its storage key (None when it had none), False when not found."""
+    row = await conn.fetchrow(
+        """UPDATE generations SET deleted_at = now()
+            WHERE id = $1 AND user_id = $2 AND status = 'succeeded' AND deleted_at IS NULL
+        RETURNING storage_key""",
+        generation_id, user_id,
+    )
+    return False if row is None else row["storage_key"]
+
+
+async def storage_key_in_use(conn: Conn, storage_key: str) -> bool:
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM generations WHERE storage_key = $1 AND deleted_at IS NULL)", storage_key
+    )
+
+
+async def expire_for_retention(conn: Conn, *, batch: int) -> list[str]:
+    """Hide generations older than their owner's plan keeps audio; returns their storage keys.
+
+    Reads the credits domain's plan tables (read only); an account without a credits row is on free.
+    """
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT g.id
+                 FROM generations g
+                 LEFT JOIN credit_accounts a ON a.user_id = g.user_id
+                 JOIN plans p ON p.code = coalesce(a.plan_code, 'free')
+                WHERE g.deleted_at IS NULL AND g.storage_key IS NOT NULL
+                  AND g.created_at < now() - make_interval(days => p.retention_days)
+                ORDER BY g.created_at
+                LIMIT $1
+                FOR UPDATE OF g SKIP LOCKED)
+           UPDATE generations g SET deleted_at = now()
+             FROM due WHERE g.id = due.id
+         RETURNING g.storage_key""",
+        batch,
+    )
+    return [r["storage_key"] for r in rows]
+
+
+async def abandon_stale(conn: Conn, *, older_than: float) -> int:
+    """Pending rows whose worker died: failed, charged nothing (the credits sweep frees their holds)."""
+    status = await conn.execute(
+        """UPDATE generations SET status = 'failed', failure_reason = 'abandoned', credits_charged = 0,
+                  completed_at = now()
+            WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)""",
+        float(older_than),
+    )
+    await conn.execute(
+        """UPDATE generation_requests SET status = 'failed', updated_at = now()
+            WHERE status = 'in_progress' AND updated_at < now() - make_interval(secs => $1)""",
+        float(older_than),
+    )
+    return int(status.split()[-1])

@@ -1,0 +1,61 @@
+"""Background upkeep: audio past its plan's retention is deleted, and rows whose worker died are closed.
+
+Every worker runs the loop; a Redis lock lets one of them sweep at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+from server.generation import repo
+
+log = logging.getLogger("server.generation.retention")
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    expired: int
+    files_deleted: int
+    abandoned: int
+
+
+async def sweep(service) -> SweepReport:
+    """One pass. `service` is the GenerationService (pool, storage, file reference checks)."""
+    abandoned = await repo.abandon_stale(service.pool, older_than=service.stale_after)
+    expired = deleted = 0
+    while True:
+        keys = await repo.expire_for_retention(service.pool, batch=BATCH)
+        expired += len(keys)
+        for key in set(keys):
+            if await service.drop_file_if_unused(key):
+                deleted += 1
+        if len(keys) < BATCH:
+            break
+    if expired or abandoned:
+        log.info("generation sweep", extra={"expired": expired, "files_deleted": deleted, "abandoned": abandoned})
+    return SweepReport(expired, deleted, abandoned)
+
+
+async def run_sweeper(service, *, interval: float) -> None:
+    lock = service.settings.rkey("generation", "sweep-lock")
+    while True:
+        # Jitter spreads the workers so they do not all wake at once to contend for the lock.
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        token = uuid.uuid4().hex
+        try:
+            if await service.redis.set(lock, token, nx=True, ex=max(60, int(interval))):
+                try:
+                    await sweep(service)
+                finally:
+                    if await service.redis.get(lock) == token:
+                        await service.redis.delete(lock)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("generation sweep failed; will retry")

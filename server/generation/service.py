@@ -1,0 +1,698 @@
+"""The generation flow: from a validated request to stored, charged audio (or nothing charged).
+
+    plan + rate limit -> plan limits -> price -> idempotency record -> reserve credits
+    -> key bank + ElevenLabs (per take, concurrently) -> post-process -> store -> capture -> respond
+
+Money rules this file keeps:
+- Credits are reserved before any upstream call and captured only for audio that was produced,
+  decoded and stored. Every other ending (provider failure, corrupt audio, timeout, cancellation,
+  a bug) releases the hold, and the settlement runs shielded so a second cancellation cannot skip it.
+- The upstream work runs in tasks of its own, so a client that disconnects does not tear it down
+  half-way: takes still waiting on the provider are cancelled (nothing charged), takes whose audio
+  already arrived finish, are kept in history and are charged once.
+- One Idempotency-Key is one request: a retry gets the first result without a new charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import io
+import logging
+import time
+import uuid
+import wave
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Awaitable, Callable, TypeVar
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from server.audio.service import CorruptAudio, ProcessedAudio, process_for_editing
+from server.credits import service as credits
+from server.credits.models import Hold, Plan
+from server.credits.pricing import Pricing, quote_sfx, quote_voice
+from server.generation import repo
+from server.generation.naming import filename_for
+from server.generation.params import Spec, chunk_limit, context_for, split_script
+from server.generation.upstream import Upstream, UpstreamAudio
+from server.generation.voices import VoiceCatalog
+from server.keybank import KeyBank, Lease
+from server.settings import Settings
+from server.storage import LocalStorage
+from server.web.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, UpstreamError, ValidationFailed
+from server.web.metrics import Metrics
+
+log = logging.getLogger("server.generation")
+
+T = TypeVar("T")
+
+PROVIDER = "elevenlabs"
+PRICING_TTL = 30.0  # pricing rules are data; re-read them this often
+IDEMPOTENCY_KEY_MAX = 150
+_POLL_START, _POLL_MAX = 0.05, 0.5
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    id: uuid.UUID
+    kind: str
+    prompt: str | None
+    text: str | None
+    variation: int
+    duration_seconds: float | None
+    sample_rate: int | None
+    credits: int
+    format: str | None
+    storage_key: str | None
+    cached: bool
+    created_at: datetime
+    data: bytes | None = field(default=None, repr=False)  # the audio when it is in memory already
+
+    @property
+    def filename(self) -> str:
+        return filename_for(self.prompt or self.text, self.id, self.format or "wav", fallback=self.kind)
+
+    @property
+    def content_type(self) -> str:
+        return content_type_for(self.format)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, data: bytes | None = None) -> "GenerationResult":
+        return cls(
+            id=row["id"], kind=row["kind"], prompt=row["prompt"], text=row["text"], variation=row["variation"],
+            duration_seconds=row["duration_seconds"], sample_rate=row["sample_rate"], credits=row["credits_charged"],
+            format=row["format"], storage_key=row["storage_key"], cached=row["cached"], created_at=row["created_at"],
+            data=data,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    results: list[GenerationResult]
+    failed: list[tuple[int, ApiError]]
+    charged: int
+    remaining: int | None
+    replayed: bool = False
+
+
+def content_type_for(fmt: str | None) -> str:
+    return {"wav": "audio/wav", "mp3": "audio/mpeg"}.get(fmt or "", "application/octet-stream")
+
+
+# --- per-request state -----------------------------------------------------------------------
+
+
+@dataclass
+class AttemptLog:
+    """What the upstream calls of one take did, for the generations row."""
+
+    attempts: int = 0
+    key_id: int | None = None
+    request_ids: list[str] = field(default_factory=list)
+    cost: int = 0
+    cost_known: bool = False
+
+    def record(self, lease: Lease, audio: UpstreamAudio) -> None:
+        self.key_id = lease.key_id
+        if audio.request_id:
+            self.request_ids.append(audio.request_id)
+        if audio.character_cost is not None:
+            self.cost += audio.character_cost
+            self.cost_known = True
+
+    @property
+    def request_id(self) -> str | None:
+        return ",".join(self.request_ids)[:500] or None
+
+
+@dataclass
+class Take:
+    """One variation of one request."""
+
+    generation_id: uuid.UUID
+    variation: int
+    price: int
+    cached: asyncpg.Record | None = None
+    hold: Hold | None = None
+    task: asyncio.Task | None = None
+    produced: bool = False  # the provider's audio arrived: from here on the take is finished, not abandoned
+    log: AttemptLog = field(default_factory=AttemptLog)
+
+
+@dataclass
+class Job:
+    user_id: uuid.UUID
+    spec: Spec
+    plan: Plan
+    pricing: Pricing
+    request_id: uuid.UUID
+    idempotency_key: str
+    key_ids: set[int] | None
+    takes: list[Take] = field(default_factory=list)
+    abandoned: bool = False
+
+    def abandon(self) -> None:
+        """The client went away: stop what has not produced audio yet."""
+        self.abandoned = True
+        for take in self.takes:
+            if take.task is not None and not take.produced and not take.task.done():
+                take.task.cancel()
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+class GenerationService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keybank: KeyBank,
+        upstream: Upstream,
+        storage: LocalStorage,
+        voices: VoiceCatalog,
+        metrics: Metrics,
+        rate_limiter: Any,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.keybank = keybank
+        self.upstream = upstream
+        self.storage = storage
+        self.voices = voices
+        self.metrics = metrics
+        self.rate_limiter = rate_limiter
+        self._tasks: set[asyncio.Task] = set()
+        self._pricing: tuple[float, Pricing] | None = None
+
+    # --- entry point -----------------------------------------------------------------------
+
+    async def create(self, user_id: uuid.UUID, spec: Spec, idempotency_key: str | None) -> Outcome:
+        plan = await credits.plan_for(self.pool, user_id)
+        await self.rate_limiter.hit(user_id, plan)
+        check_plan(spec, plan, upgrade_url=self.settings.upgrade_url)
+        key_ids = await self._voice_owners(spec) if spec.kind == "voice" else None
+        pricing = await self.pricing()
+        idempotency_key = check_idempotency_key(idempotency_key)
+        waited_until = time.monotonic() + self.settings.upstream_deadline * 2 + 30
+        while True:
+            claim = await repo.claim_request(
+                self.pool, user_id=user_id, idempotency_key=idempotency_key, request_hash=spec.request_hash,
+                kind=spec.kind, stale_after=self.stale_after,
+            )
+            if claim.request_hash != spec.request_hash:
+                raise Conflict(
+                    "This Idempotency-Key was already used for a different request; use a new key for new parameters",
+                    code="idempotency_conflict",
+                )
+            if claim.fresh:
+                job = Job(user_id, spec, plan, pricing, claim.id, idempotency_key, key_ids)
+                return await self._run_detached(job)
+            if claim.status == "succeeded":
+                return await self._replay(user_id, claim.id)
+            # The first request with this key is still running (a retry after a timeout, or a
+            # double click): wait for its answer instead of starting a second, charged one.
+            await self._wait_while_in_progress(claim.id, waited_until)
+
+    @property
+    def stale_after(self) -> float:
+        """An in-progress record older than this belongs to a worker that died."""
+        return max(self.settings.hold_ttl, self.settings.upstream_deadline * 3)
+
+    async def _wait_while_in_progress(self, request_id: uuid.UUID, until: float) -> None:
+        delay = _POLL_START
+        while await repo.request_status(self.pool, request_id) == "in_progress":
+            if time.monotonic() > until:
+                raise Conflict(
+                    "A request with this Idempotency-Key is still running; try again shortly",
+                    code="idempotency_in_progress",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
+    async def _run_detached(self, job: Job) -> Outcome:
+        task = self.spawn(self._run(job))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            job.abandon()
+            raise
+
+    # --- one request -----------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> Outcome:
+        status = "failed"
+        try:
+            await self._prepare_takes(job)
+            await self._reserve(job)
+            if job.abandoned:
+                cancelled = asyncio.CancelledError()
+                await self.shielded(self._fail_all(job, cancelled))
+                raise cancelled
+            for take in job.takes:
+                take.task = self.spawn(self._settle_cached(job, take) if take.cached else self._produce(job, take))
+            settled = await asyncio.gather(*(t.task for t in job.takes), return_exceptions=True)
+            results = [v for v in settled if isinstance(v, GenerationResult)]
+            if results:
+                # Charged takes make the request a success: a retry must replay them, not redo them.
+                status = "succeeded"
+            return await self._outcome(job, settled, results)
+        finally:
+            await self.shielded(repo.finish_request(self.pool, job.request_id, status))
+
+    async def _prepare_takes(self, job: Job) -> None:
+        spec = job.spec
+        rows = await repo.create_pending(
+            self.pool, user_id=job.user_id, request_id=job.request_id, kind=spec.kind, params=spec.params,
+            prompt=spec.prompt, text=spec.text, variations=range(spec.variations),
+            idempotency_key=job.idempotency_key, request_hash=spec.audio_hash,
+        )
+        for row in rows:
+            take = Take(row["id"], row["variation"], self.reserve_price(job))
+            if spec.reuse:
+                take.cached = await self._cached(job, take.variation)
+                if take.cached is not None:
+                    take.price = self.cache_price(job)
+            job.takes.append(take)
+
+    async def _cached(self, job: Job, variation: int) -> asyncpg.Record | None:
+        row = await repo.find_cached(
+            self.pool, request_hash=job.spec.audio_hash, variation=variation, user_id=job.user_id,
+            shared=job.spec.kind == "sfx",
+        )
+        if row is not None and await self.storage.exists(row["storage_key"]):
+            return row
+        return None
+
+    async def _reserve(self, job: Job) -> None:
+        """Every take's credits are set aside before any provider call; all or none."""
+        try:
+            for take in job.takes:
+                if take.price > 0:
+                    take.hold = await credits.reserve(
+                        self.pool, job.user_id, take.price, hold_key(job.user_id, job.idempotency_key, take.variation),
+                        settings=self.settings,
+                    )
+        except BaseException as exc:
+            await self.shielded(self._fail_all(job, exc))
+            raise
+
+    async def _fail_all(self, job: Job, exc: BaseException) -> None:
+        for take in job.takes:
+            if take.hold is not None:
+                await credits.release(self.pool, take.hold.id, reason="request failed before generation")
+        status, reason = failure_of(exc)
+        await repo.mark_failed(self.pool, [t.generation_id for t in job.takes], status=status, reason=reason)
+        self.metrics.generations.labels(job.spec.kind, status).inc(len(job.takes))
+
+    async def _outcome(self, job: Job, settled: list[Any], results: list[GenerationResult]) -> Outcome:
+        errors = [(take.variation, value) for take, value in zip(job.takes, settled) if isinstance(value, BaseException)]
+        if not results:
+            raise errors[0][1]
+        failed = [(variation, as_api_error(exc)) for variation, exc in errors]
+        summary = await credits.summary(self.pool, job.user_id)
+        return Outcome(results, failed, sum(r.credits for r in results), summary.remaining)
+
+    # --- one take ----------------------------------------------------------------------------
+
+    async def _produce(self, job: Job, take: Take) -> GenerationResult:
+        started = time.monotonic()
+        spec = job.spec
+        try:
+            raw = await (self._sound_effect(job, take) if spec.kind == "sfx" else self._speech(job, take))
+            take.produced = True
+            processed = await self._post_process(spec, raw)
+            storage_key = await self.storage.put(processed.data, processed.format)
+            charge = self.actual_price(job, take, processed)
+            async with self.pool.acquire() as conn, conn.transaction():
+                if take.hold is not None:
+                    charge = await credits.capture(conn, take.hold.id, charge)
+                row = await repo.mark_succeeded(
+                    conn, take.generation_id, storage_key=storage_key, format=processed.format,
+                    duration_seconds=processed.duration_seconds, sample_rate=processed.sample_rate,
+                    size_bytes=len(processed.data), credits_charged=charge if take.hold else 0,
+                    hold_id=take.hold.id if take.hold else None, cached=False, upstream_key_id=take.log.key_id,
+                    upstream_request_id=take.log.request_id,
+                    upstream_cost=take.log.cost if take.log.cost_known else None,
+                    upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
+                )
+        except BaseException as exc:
+            await self.shielded(self._fail_take(job, take, exc, started))
+            if isinstance(exc, CorruptAudio):
+                raise as_api_error(exc) from None
+            raise
+        self.metrics.generations.labels(spec.kind, "succeeded").inc()
+        log.info("generation succeeded", extra={
+            "generation_id": str(take.generation_id), "kind": spec.kind, "key_id": take.log.key_id,
+            "attempts": take.log.attempts, "credits": row["credits_charged"], "latency_ms": _ms_since(started),
+        })
+        return GenerationResult.from_row(row, processed.data)
+
+    async def _settle_cached(self, job: Job, take: Take) -> GenerationResult:
+        started = time.monotonic()
+        cached = take.cached
+        assert cached is not None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                charge = 0
+                if take.hold is not None:
+                    charge = await credits.capture(conn, take.hold.id, take.price)
+                row = await repo.mark_succeeded(
+                    conn, take.generation_id, storage_key=cached["storage_key"], format=cached["format"],
+                    duration_seconds=cached["duration_seconds"], sample_rate=cached["sample_rate"],
+                    size_bytes=cached["size_bytes"] or 0, credits_charged=charge,
+                    hold_id=take.hold.id if take.hold else None, cached=True, upstream_key_id=None,
+                    upstream_request_id=None, upstream_cost=None, upstream_attempts=0, latency_ms=_ms_since(started),
+                )
+        except BaseException as exc:
+            await self.shielded(self._fail_take(job, take, exc, started))
+            raise
+        self.metrics.generations.labels(job.spec.kind, "cached").inc()
+        return GenerationResult.from_row(row)
+
+    async def _fail_take(self, job: Job, take: Take, exc: BaseException, started: float) -> None:
+        if take.hold is not None:
+            await credits.release(self.pool, take.hold.id, reason="generation failed")
+        status, reason = failure_of(exc)
+        await repo.mark_failed(
+            self.pool, [take.generation_id], status=status, reason=reason,
+            hold_id=take.hold.id if take.hold else None, upstream_key_id=take.log.key_id,
+            upstream_request_id=take.log.request_id, upstream_cost=take.log.cost if take.log.cost_known else None,
+            upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
+        )
+        self.metrics.generations.labels(job.spec.kind, status).inc()
+        if reason == "internal_error":
+            log.error("generation failed unexpectedly", exc_info=exc, extra={"generation_id": str(take.generation_id)})
+        else:
+            log.info("generation %s", status, extra={
+                "generation_id": str(take.generation_id), "kind": job.spec.kind, "reason": reason,
+                "attempts": take.log.attempts,
+            })
+
+    # --- upstream ----------------------------------------------------------------------------
+
+    async def _keybank_run(self, attempt: Callable[[Lease], Awaitable[T]], key_ids: set[int] | None) -> T:
+        per_attempt = self.settings.upstream_attempt_timeout
+
+        async def bounded(lease: Lease) -> T:
+            # The SDK's timeouts are per socket read; a key that trickles or hangs must not eat the
+            # whole deadline, so each attempt has its own bound and the key bank moves on (TimeoutError).
+            async with asyncio.timeout(per_attempt):
+                return await attempt(lease)
+
+        return await self.keybank.run(
+            PROVIDER, bounded, deadline=self.settings.upstream_deadline,
+            max_attempts=self.settings.upstream_max_attempts, key_ids=key_ids,
+        )
+
+    async def _sound_effect(self, job: Job, take: Take) -> UpstreamAudio:
+        p = job.spec.params
+
+        async def attempt(lease: Lease) -> UpstreamAudio:
+            take.log.attempts += 1
+            audio = await self.upstream.sound_effect(
+                lease.secret, text=p["prompt"], duration_seconds=p["duration_seconds"],
+                prompt_influence=p["prompt_influence"], loop=p["loop"], model_id=p["model_id"],
+            )
+            lease.report_cost(audio.character_cost)
+            take.log.record(lease, audio)
+            return audio
+
+        return await self._keybank_run(attempt, None)
+
+    async def _speech(self, job: Job, take: Take) -> UpstreamAudio:
+        """A long script becomes several requests, each told its neighbours' text so the joins
+        sound continuous, then one file."""
+        p = job.spec.params
+        chunks = split_script(p["text"], chunk_limit(p["model_id"], self.settings.voice_chunk_chars))
+        parts: list[UpstreamAudio] = []
+        for index, chunk in enumerate(chunks):
+            previous_text, next_text = context_for(chunks, index)
+
+            async def attempt(lease: Lease, chunk: str = chunk, previous_text=previous_text, next_text=next_text) -> UpstreamAudio:
+                take.log.attempts += 1
+                audio = await self.upstream.speech(
+                    lease.secret, p["voice_id"], text=chunk, model_id=p["model_id"],
+                    voice_settings=p["voice_settings"], seed=p["seed"], previous_text=previous_text, next_text=next_text,
+                )
+                lease.report_cost(audio.character_cost)
+                take.log.record(lease, audio)
+                return audio
+
+            parts.append(await self._keybank_run(attempt, job.key_ids))
+        if len(parts) == 1:
+            return parts[0]
+        data = await self._in_executor(stitch_wavs, [part.data for part in parts])
+        return UpstreamAudio(data, parts[0].output_format, None, None)
+
+    async def _voice_owners(self, spec: Spec) -> set[int] | None:
+        owners, catalog = await self.voices.owners(spec.params["voice_id"])
+        if owners is None and catalog.complete and catalog.voices:
+            raise ValidationFailed(
+                "The selected voice does not exist or is not available",
+                details={"fields": [{"field": "voice_id", "location": "body", "type": "voice_not_found",
+                                     "message": "No available voice has this id"}]},
+            )
+        return owners
+
+    async def _post_process(self, spec: Spec, audio: UpstreamAudio) -> ProcessedAudio:
+        return await self._in_executor(functools.partial(
+            process_for_editing, audio.data, kind=spec.kind, loop=bool(spec.params.get("loop")),
+            headroom_db=self.settings.audio_headroom_db, bit_depth=spec.bit_depth, output=spec.format,
+            source_format=audio.output_format,
+        ))
+
+    async def _in_executor(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # --- prices ------------------------------------------------------------------------------
+
+    async def pricing(self) -> Pricing:
+        now = time.monotonic()
+        if self._pricing is None or now - self._pricing[0] > PRICING_TTL:
+            self._pricing = (now, await credits.load_pricing(self.pool))
+        return self._pricing[1]
+
+    def reserve_price(self, job: Job) -> int:
+        p = job.spec.params
+        if job.spec.kind == "sfx":
+            return quote_sfx(job.pricing, duration_seconds=p["duration_seconds"])
+        return quote_voice(job.pricing, characters=len(p["text"]))
+
+    def cache_price(self, job: Job) -> int:
+        if job.spec.kind == "sfx":
+            return quote_sfx(job.pricing, duration_seconds=job.spec.params["duration_seconds"], reuse=True)
+        return quote_voice(job.pricing, characters=len(job.spec.params["text"]), reuse=True)
+
+    def actual_price(self, job: Job, take: Take, processed: ProcessedAudio) -> int:
+        """SFX are charged by the length delivered (an automatic duration reserved the maximum)."""
+        if job.spec.kind == "sfx":
+            actual = quote_sfx(job.pricing, duration_seconds=processed.duration_seconds)
+        else:
+            actual = quote_voice(job.pricing, characters=len(job.spec.params["text"]))
+        return min(actual, take.price)
+
+    # --- replay ------------------------------------------------------------------------------
+
+    async def _replay(self, user_id: uuid.UUID, request_id: uuid.UUID) -> Outcome:
+        rows = await repo.request_results(self.pool, request_id)
+        live = [r for r in rows if r["status"] == "succeeded" and r["deleted_at"] is None]
+        if not live:
+            raise NotFound("The result of this request was deleted", code="generation_deleted")
+        summary = await credits.summary(self.pool, user_id)
+        self.metrics.generations.labels(live[0]["kind"], "replayed").inc(len(live))
+        results = [GenerationResult.from_row(r) for r in live]
+        return Outcome(results, [], sum(r.credits for r in results), summary.remaining, replayed=True)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def get(self, user_id: uuid.UUID, generation_id: uuid.UUID) -> GenerationResult:
+        row = await repo.get_generation(self.pool, user_id, generation_id)
+        if row is None:
+            raise NotFound("No such generation", code="generation_not_found")
+        return GenerationResult.from_row(row)
+
+    async def history(
+        self, user_id: uuid.UUID, *, kind: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[GenerationResult], str | None]:
+        before = decode_cursor(cursor) if cursor else None
+        rows = await repo.history(self.pool, user_id, kind=kind, before=before, limit=limit + 1)
+        items = [GenerationResult.from_row(r) for r in rows[:limit]]
+        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+        return items, next_cursor
+
+    async def delete(self, user_id: uuid.UUID, generation_id: uuid.UUID) -> None:
+        storage_key = await repo.soft_delete(self.pool, user_id, generation_id)
+        if storage_key is False:
+            raise NotFound("No such generation", code="generation_not_found")
+        if storage_key:
+            await self.drop_file_if_unused(storage_key)
+
+    async def drop_file_if_unused(self, storage_key: str) -> bool:
+        # Content addressing means two generations (or a cached reuse) may share one file.
+        if await repo.storage_key_in_use(self.pool, storage_key):
+            return False
+        return await self.storage.delete(storage_key)
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    def spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
+        """A task the service keeps a reference to until it ends (the loop only holds weak ones)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def shielded(self, coro: Awaitable[T]) -> T:
+        """Run settlement to completion even if the caller is cancelled meanwhile."""
+        return await asyncio.shield(self.spawn(coro))
+
+    async def drain(self, timeout: float) -> None:
+        """At shutdown: let running generations finish and settle, then cancel what is left."""
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=5)
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+
+def check_plan(spec: Spec, plan: Plan, *, upgrade_url: str) -> None:
+    features = plan.features
+    problems: list[dict[str, Any]] = []
+
+    def over(field_name: str, message: str, limit: Any) -> None:
+        problems.append({"field": field_name, "location": "body", "type": "plan_limit", "message": message, "limit": limit})
+
+    if spec.kind == "voice" and not features.voice:
+        raise Forbidden(
+            f"Voice-over is not part of the {plan.name} plan", code="plan_feature_unavailable",
+            details={"feature": "voice", "plan": plan.code, "upgrade_url": upgrade_url},
+        )
+    if spec.format not in features.formats:
+        over("format", f"The {plan.name} plan offers {', '.join(features.formats)}", list(features.formats))
+    if spec.kind == "sfx":
+        duration = spec.params["duration_seconds"]
+        if duration is not None and duration > features.max_sfx_seconds:
+            over("duration_seconds", f"The {plan.name} plan allows up to {features.max_sfx_seconds} seconds",
+                 features.max_sfx_seconds)
+        if spec.variations > features.max_variations:
+            over("variations", f"The {plan.name} plan allows up to {features.max_variations} variation(s)",
+                 features.max_variations)
+    else:
+        if len(spec.params["text"]) > features.max_voice_chars:
+            over("text", f"The {plan.name} plan allows up to {features.max_voice_chars} characters per voice-over",
+                 features.max_voice_chars)
+    if problems:
+        raise ValidationFailed(
+            "The request exceeds what your plan allows",
+            details={"fields": problems, "plan": plan.code, "upgrade_url": upgrade_url},
+        )
+
+
+def check_idempotency_key(value: str | None) -> str:
+    """The panel sends one per click; without one, every request is new."""
+    if value is None:
+        return "auto-" + uuid.uuid4().hex
+    value = value.strip()
+    if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX or not value.isascii() or not value.isprintable():
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+            code="invalid_idempotency_key",
+        )
+    return value
+
+
+def hold_key(user_id: uuid.UUID, idempotency_key: str, variation: int) -> str:
+    """The credit hold of one take: one per (user, Idempotency-Key, variation), so a retry finds
+    the same hold (held or captured) instead of making a second."""
+    digest = hashlib.sha256(f"{user_id}\n{idempotency_key}".encode()).hexdigest()[:40]
+    return f"gen:{digest}:{variation}"
+
+
+def failure_of(exc: BaseException) -> tuple[str, str]:
+    """(status, failure_reason) for the generations row; never contains a secret."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled", "cancelled"
+    if isinstance(exc, CorruptAudio):
+        return "failed", "corrupt_audio"
+    if isinstance(exc, ApiError):
+        reason = exc.code
+        detail = (exc.details.get("reason") or exc.details.get("upstream_code")) if isinstance(exc.details, dict) else None
+        return "failed", f"{reason}: {detail}" if detail else reason
+    return "failed", "internal_error"
+
+
+def as_api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, asyncio.CancelledError):
+        return ApiError("The generation was cancelled; nothing was charged", code="cancelled", status=499)
+    if isinstance(exc, CorruptAudio):
+        return UpstreamError(
+            "The provider returned unusable audio; nothing was charged", code="upstream_unavailable",
+            details={"reason": "corrupt_audio"},
+        )
+    return ApiError("Something went wrong on our side; nothing was charged", code="internal_error", status=500)
+
+
+def stitch_wavs(parts: list[bytes]) -> bytes:
+    """Chunks of one voice-over (same voice, same format) joined sample-exactly into one WAV."""
+    params = None
+    frames: list[bytes] = []
+    for data in parts:
+        try:
+            with wave.open(io.BytesIO(data)) as w:
+                here = (w.getnchannels(), w.getsampwidth(), w.getframerate())
+                if params is not None and here != params:
+                    raise CorruptAudio("voice chunks came back in different formats")
+                params = here
+                frames.append(w.readframes(w.getnframes()))
+        except (wave.Error, EOFError) as exc:
+            raise CorruptAudio(f"a voice chunk is not a WAV file: {exc}") from None
+    assert params is not None
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(params[0])
+        w.setsampwidth(params[1])
+        w.setframerate(params[2])
+        w.writeframes(b"".join(frames))
+    return out.getvalue()
+
+
+# --- cursors ---------------------------------------------------------------------------------
+
+
+def encode_cursor(item: GenerationResult) -> str:
+    raw = f"{item.created_at.isoformat()}|{item.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, ident = raw.partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed(
+            "The cursor is not one this API returned",
+            details={"fields": [{"field": "cursor", "location": "query", "type": "invalid_cursor", "message": "Invalid cursor"}]},
+        ) from None
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
