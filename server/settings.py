@@ -76,6 +76,9 @@ class Settings:
         secret=True,
     )
     keybank_active_version: str = env("KEYBANK_ACTIVE_VERSION", "master key version that encrypts new rows", "1")
+    keybank_refresh_interval: float = env(
+        "KEYBANK_REFRESH_INTERVAL", "seconds between quota refreshes of each provider key (one worker probes at a time)", 600.0, kind=float
+    )
     elevenlabs_base_url: str = env("ELEVENLABS_BASE_URL", "ElevenLabs API root; the simulator's address in dev", "https://api.elevenlabs.io")
     allow_simulator: bool = env("ALLOW_SIMULATOR", "allow a local simulator as ElevenLabs in production (true/false)", False, kind=bool)
     upstream_deadline: float = env("UPSTREAM_DEADLINE", "total seconds a generation may spend on upstream attempts", 90.0, kind=float)

@@ -1,0 +1,55 @@
+"""Provider key bank: encrypted upstream API keys, leased across worker processes through Redis.
+
+`setup(app)` puts a `KeyBank` at `app[KEYBANK]` and runs the quota refresher in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import httpx
+from aiohttp import web
+
+from server.appkeys import DB, METRICS, REDIS, SETTINGS
+from server.keybank.failures import FailureKind, RetryOnAnotherKey, UpstreamUserError
+from server.keybank.service import KEYBANK, KeyBank, KeyBankConfig, KeyInfo, KeyView, Lease
+
+log = logging.getLogger("server.keybank")
+
+__all__ = [
+    "KEYBANK", "FailureKind", "KeyBank", "KeyBankConfig", "KeyInfo", "KeyView", "Lease", "RetryOnAnotherKey",
+    "UpstreamUserError", "setup",
+]
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(keybank_ctx)
+
+
+async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
+    from server.keybank.refresher import run_refresher
+
+    # One connection pool to the providers for every key; the SDK timeout is per socket operation,
+    # total deadlines come from KeyBank.run.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+    bank = KeyBank(app[SETTINGS], app[DB], app[REDIS], http=http, metrics=app[METRICS])
+    app[KEYBANK] = bank
+    try:
+        async with asyncio.timeout(5):
+            await bank.sync_all()
+    except Exception:
+        # Not fatal: the server must start (and say so on /readyz) while Redis is away; the first
+        # lease or the refresher's next round copies the keys to Redis.
+        log.warning("provider keys not synced to Redis at startup", exc_info=True)
+    refresher = asyncio.create_task(run_refresher(bank), name="keybank-refresher")
+    yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
+    await http.aclose()

@@ -1,0 +1,372 @@
+"""Runtime key state in Redis, shared by every worker process.
+
+Layout (all under the settings' Redis prefix):
+  kb:cand:{provider}    hash key id -> "max_concurrency weight" for the provider's ACTIVE keys
+  kb:quota:{provider}   hash key id -> remaining quota (absent when unknown)
+  kb:rev:{provider}     revision of the Postgres snapshot the two hashes were copied from
+  kb:synced:{provider}  present once a snapshot was copied (absent after a Redis restart)
+  kb:leases:{id}        sorted set of lease ids scored by expiry (ms); expired members are purged
+  kb:cool:{id}          cooldown end (ms), expiring by itself at that moment
+  kb:fails:{id}         consecutive failures, the exponent of the backoff
+  kb:errors:{id}        failures in the current error window
+
+Acquire is one Lua script, so choosing a key and taking a slot on it cannot interleave with
+another worker doing the same: the capacity check and the lease are one atomic step.
+Per-key keys are built inside the scripts from a prefix, which is fine on a single Redis (not
+Redis Cluster, which would need every key declared up front).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+import redis.asyncio as aioredis
+
+from server.settings import Settings
+
+ACQUIRE = r"""
+-- KEYS: 1 candidates hash, 2 quota hash, 3 synced marker
+-- ARGV: 1 lease key prefix, 2 cooldown key prefix, 3 lease id, 4 lease ttl ms,
+--       5 allowed ids ("," separated, "" = any), 6 excluded ids, 7 random number in [0, 1)
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return {-1}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+
+local function id_set(csv)
+  local s = {}
+  for id in string.gmatch(csv, '[^,]+') do s[id] = true end
+  return s
+end
+local allowed = nil
+if ARGV[5] ~= '' then allowed = id_set(ARGV[5]) end
+local excluded = id_set(ARGV[6])
+
+local quota = {}
+local q = redis.call('HGETALL', KEYS[2])
+for i = 1, #q, 2 do quota[q[i]] = tonumber(q[i + 1]) end
+
+local cands = redis.call('HGETALL', KEYS[1])
+local eligible = {}
+local max_quota = 0
+local soonest = -1
+for i = 1, #cands, 2 do
+  local id = cands[i]
+  if (allowed == nil or allowed[id]) and not excluded[id] then
+    local cap, weight = string.match(cands[i + 1], '^(%d+) (%d+)$')
+    cap = tonumber(cap)
+    weight = tonumber(weight)
+    local cool_until = tonumber(redis.call('GET', ARGV[2] .. id) or '0')
+    if cool_until > now then
+      if soonest < 0 or cool_until - now < soonest then soonest = cool_until - now end
+    else
+      local lk = ARGV[1] .. id
+      redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
+      local busy = redis.call('ZCARD', lk)
+      if busy < cap then
+        eligible[#eligible + 1] = {id = id, cap = cap, weight = weight, busy = busy, quota = quota[id]}
+        if quota[id] ~= nil and quota[id] > max_quota then max_quota = quota[id] end
+      end
+    end
+  end
+end
+if #eligible == 0 then
+  return {0, soonest}
+end
+
+-- Score: weight x free share of the key's concurrency x its remaining quota relative to the
+-- richest candidate (unknown quota counts as full; an empty one only wins when nothing else is free).
+local best = {}
+local best_score = -1
+for _, e in ipairs(eligible) do
+  local qf = 1
+  if e.quota ~= nil then
+    if max_quota > 0 then qf = math.max(e.quota, 0) / max_quota else qf = 0 end
+    if qf < 0.001 then qf = 0.001 end
+  end
+  local score = e.weight * ((e.cap - e.busy) / e.cap) * qf
+  if score > best_score + 1e-12 then
+    best = {e}
+    best_score = score
+  elseif math.abs(score - best_score) <= 1e-12 then
+    best[#best + 1] = e
+  end
+end
+local pick = best[math.floor(tonumber(ARGV[7]) * #best) + 1] or best[1]
+local lk = ARGV[1] .. pick.id
+redis.call('ZADD', lk, now + ttl, ARGV[3])
+local pttl = redis.call('PTTL', lk)
+if pttl < ttl then redis.call('PEXPIRE', lk, ttl) end
+return {1, pick.id, pick.busy + 1, now + ttl}
+"""
+
+COOLDOWN = r"""
+-- KEYS: 1 cooldown key, 2 consecutive failures key, 3 error window counter
+-- ARGV: 1 base ms, 2 max ms, 3 retry-after ms (-1 when absent), 4 random in [0, 1),
+--       5 error window ms, 6 failure memory ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fails = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local errors = redis.call('INCR', KEYS[3])
+if errors == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+-- Exponential backoff with +-20% jitter so keys cooled together do not return together.
+local backoff = tonumber(ARGV[1]) * 2 ^ math.min(fails - 1, 30)
+backoff = math.min(backoff, tonumber(ARGV[2])) * (0.8 + 0.4 * tonumber(ARGV[4]))
+local retry_after = tonumber(ARGV[3])
+if retry_after > backoff then backoff = retry_after end
+backoff = math.floor(backoff)
+if backoff < 1 then backoff = 1 end
+local cool_until = now + backoff
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current > cool_until then cool_until = current end
+redis.call('SET', KEYS[1], cool_until, 'PX', cool_until - now)
+return {cool_until, fails, cool_until - now}
+"""
+
+SYNC = r"""
+-- KEYS: 1 candidates hash, 2 quota hash, 3 revision, 4 synced marker
+-- ARGV: 1 revision, 2 number of candidates n, then n x (id, "cap weight"), then (id, remaining) pairs
+local stored = tonumber(redis.call('GET', KEYS[3]) or '-1')
+local revision = tonumber(ARGV[1])
+if stored > revision then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+local n = tonumber(ARGV[2])
+local i = 3
+for _ = 1, n do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('SET', KEYS[3], revision)
+redis.call('SET', KEYS[4], '1')
+return 1
+"""
+
+SET_QUOTA = r"""
+-- Only a key that is still a candidate gets its remaining quota updated.
+-- KEYS: 1 candidates hash, 2 quota hash; ARGV: 1 id, 2 remaining
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+STATE = r"""
+-- Runtime state of some keys (purging expired leases first).
+-- ARGV: 1 lease prefix, 2 cooldown prefix, 3 fails prefix, 4 errors prefix, then ids
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {now}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local lk = ARGV[1] .. id
+  redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
+  out[#out + 1] = redis.call('ZCARD', lk)
+  out[#out + 1] = tonumber(redis.call('GET', ARGV[2] .. id) or '0')
+  out[#out + 1] = tonumber(redis.call('GET', ARGV[3] .. id) or '0')
+  out[#out + 1] = tonumber(redis.call('GET', ARGV[4] .. id) or '0')
+end
+return out
+"""
+
+RELEASE_LOCK = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Granted:
+    key_id: int
+    lease_id: str
+    in_flight: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """No key could take the request; `cooldown_ms` is the soonest cooldown end, -1 if none is cooling."""
+
+    cooldown_ms: int
+    unsynced: bool = False
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    until_ms: int
+    consecutive_failures: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    in_flight: int = 0
+    cooldown_until_ms: int = 0
+    consecutive_failures: int = 0
+    recent_errors: int = 0
+    now_ms: int = 0
+
+    @property
+    def cooling(self) -> bool:
+        return self.cooldown_until_ms > self.now_ms
+
+    @property
+    def cooldown_remaining(self) -> float:
+        return max(0.0, (self.cooldown_until_ms - self.now_ms) / 1000)
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    key_id: int
+    max_concurrency: int
+    weight: int
+    remaining: int | None
+
+
+class LeaseStore:
+    """The Redis side of the key bank. Knows nothing of Postgres or providers."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._acquire = redis.register_script(ACQUIRE)
+        self._cooldown = redis.register_script(COOLDOWN)
+        self._sync = redis.register_script(SYNC)
+        self._set_quota = redis.register_script(SET_QUOTA)
+        self._state = redis.register_script(STATE)
+        self._release_lock = redis.register_script(RELEASE_LOCK)
+
+    def key(self, *parts: object) -> str:
+        return self.settings.rkey("kb", *parts)
+
+    async def acquire(
+        self,
+        provider: str,
+        *,
+        ttl: float,
+        allowed: Iterable[int] | None = None,
+        excluded: Iterable[int] = (),
+    ) -> Granted | Refused:
+        lease_id = uuid.uuid4().hex
+        result = await self._acquire(
+            keys=[self.key("cand", provider), self.key("quota", provider), self.key("synced", provider)],
+            args=[
+                self.key("leases", ""),
+                self.key("cool", ""),
+                lease_id,
+                max(1, int(ttl * 1000)),
+                "" if allowed is None else ",".join(str(int(i)) for i in allowed) or "none",
+                ",".join(str(int(i)) for i in excluded),
+                random.random(),
+            ],
+        )
+        status = int(result[0])
+        if status == 1:
+            return Granted(key_id=int(result[1]), lease_id=lease_id, in_flight=int(result[2]), expires_at_ms=int(result[3]))
+        if status == -1:
+            return Refused(cooldown_ms=-1, unsynced=True)
+        return Refused(cooldown_ms=int(result[1]))
+
+    async def release(self, key_id: int, lease_id: str, *, succeeded: bool) -> int:
+        """Free the slot; a success also resets the backoff ladder. Returns the key's in-flight count."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.key("leases", key_id), lease_id)
+            if succeeded:
+                pipe.delete(self.key("fails", key_id))
+            pipe.zcard(self.key("leases", key_id))
+            results = await pipe.execute()
+        return int(results[-1])
+
+    async def cool_down(
+        self,
+        key_id: int,
+        *,
+        base: float,
+        maximum: float,
+        retry_after: float | None,
+        error_window: float,
+    ) -> Cooldown:
+        result = await self._cooldown(
+            keys=[self.key("cool", key_id), self.key("fails", key_id), self.key("errors", key_id)],
+            args=[
+                int(base * 1000),
+                int(maximum * 1000),
+                -1 if retry_after is None else int(retry_after * 1000),
+                random.random(),
+                int(error_window * 1000),
+                int(max(maximum * 4, 3600) * 1000),
+            ],
+        )
+        return Cooldown(until_ms=int(result[0]), consecutive_failures=int(result[1]), duration_ms=int(result[2]))
+
+    async def count_error(self, key_id: int, *, error_window: float) -> None:
+        """A failure that does not cool the key still shows in its recent error count."""
+        key = self.key("errors", key_id)
+        if await self.redis.incr(key) == 1:
+            await self.redis.pexpire(key, int(error_window * 1000))
+
+    async def clear_health(self, key_id: int) -> None:
+        """A successful probe: no cooldown, no backoff history."""
+        await self.redis.delete(self.key("cool", key_id), self.key("fails", key_id))
+
+    async def sync(self, provider: str, revision: int, candidates: list[CandidateRow]) -> bool:
+        args: list[object] = [revision, len(candidates)]
+        for c in candidates:
+            args += [c.key_id, f"{c.max_concurrency} {c.weight}"]
+        for c in candidates:
+            if c.remaining is not None:
+                args += [c.key_id, c.remaining]
+        applied = await self._sync(
+            keys=[self.key("cand", provider), self.key("quota", provider), self.key("rev", provider), self.key("synced", provider)],
+            args=args,
+        )
+        return bool(applied)
+
+    async def drop_candidate(self, provider: str, key_id: int) -> None:
+        """Take a key out of rotation at once; the revisioned sync that follows confirms it."""
+        await self.redis.hdel(self.key("cand", provider), str(key_id))
+
+    async def set_remaining(self, provider: str, key_id: int, remaining: int) -> None:
+        await self._set_quota(keys=[self.key("cand", provider), self.key("quota", provider)], args=[key_id, remaining])
+
+    async def candidate_ids(self, provider: str) -> set[int]:
+        return {int(k) for k in await self.redis.hkeys(self.key("cand", provider))}
+
+    async def state(self, key_ids: Iterable[int]) -> dict[int, RuntimeState]:
+        ids = [int(i) for i in key_ids]
+        if not ids:
+            return {}
+        raw = await self._state(
+            keys=[],
+            args=[self.key("leases", ""), self.key("cool", ""), self.key("fails", ""), self.key("errors", ""), *ids],
+        )
+        now = int(raw[0])
+        out = {}
+        for n, key_id in enumerate(ids):
+            busy, cool, fails, errors = (int(v) for v in raw[1 + 4 * n : 5 + 4 * n])
+            out[key_id] = RuntimeState(busy, cool, fails, errors, now)
+        return out
+
+    async def forget(self, key_id: int) -> None:
+        """A removed key leaves no runtime state behind."""
+        await self.redis.delete(*(self.key(kind, key_id) for kind in ("leases", "cool", "fails", "errors")))
+
+    async def try_lock(self, name: str, token: str, ttl: float) -> bool:
+        return bool(await self.redis.set(self.key("lock", name), token, nx=True, px=max(1, int(ttl * 1000))))
+
+    async def unlock(self, name: str, token: str) -> bool:
+        return bool(await self._release_lock(keys=[self.key("lock", name)], args=[token]))
