@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from server.keybank import KeyBank, KeyBankConfig
 from server.keybank.crypto import KeyCipher, KeyDecryptError, Sealed
 from server.simulator import SimulatorState, create_simulator_app
-from server.web.errors import Conflict, NotFound, UpstreamError, ValidationFailed, BadRequest
+from server.web.errors import BadRequest, Conflict, NotFound, UpstreamError, ValidationFailed
 from server.web.logs import JsonFormatter
 
 # --- fixtures (the same small set in each key bank test module) ----------------------------

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from server.keybank import KEYBANK, KeyBank, KeyBankConfig
-from server.keybank.leases import CandidateRow, Granted, Refused
+from server.keybank.leases import CandidateRow, Granted
 from server.simulator import SimulatorState, create_simulator_app
 from server.web.errors import ServiceUnavailable
 from server.web.logs import JsonFormatter

@@ -364,7 +364,7 @@ class KeyBank:
                 details={"attempts": len(tried), "reason": "deadline"},
             ) from None
 
-    async def _attempt(self, lease: Lease, attempt: Callable[[Lease], Awaitable[T]], scope: asyncio.Timeout) -> "_Ok[T] | Failure":
+    async def _attempt(self, lease: Lease, attempt: Callable[[Lease], Awaitable[T]], scope: asyncio.Timeout) -> "_Ok | Failure":
         try:
             value = await attempt(lease)
         except asyncio.CancelledError:
