@@ -1,0 +1,107 @@
+"""The portal's view of the other domains: one module, so every cross-domain call is easy to find.
+
+Pages only read and display; every change goes through the owning domain's service
+(credits, billing, keybank, auth), never through SQL of ours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from portal import repo
+from server.billing.service import BILLING, BillingService
+from server.credits import service as credits
+from server.credits.models import CreditSummary, LedgerEntry, Plan
+from server.credits.pricing import PricingRule
+
+Db = asyncpg.Pool | asyncpg.Connection
+
+
+# --- credits -----------------------------------------------------------------------------
+
+
+async def plans(db: Db) -> list[Plan]:
+    return sorted(await credits.plans(db), key=lambda p: (p.sort_order, p.code))
+
+
+async def pricing_rules(db: Db) -> list[PricingRule]:
+    pricing = await credits.load_pricing(db)
+    order = {"sfx": 0, "voice": 1, "reuse": 2}
+    return sorted(pricing.rules.values(), key=lambda r: (order.get(r.code, 9), r.code))
+
+
+async def plan_for(db: Db, user_id: uuid.UUID) -> Plan:
+    return await credits.plan_for(db, user_id)
+
+
+async def credit_summary(db: Db, user_id: uuid.UUID) -> CreditSummary:
+    return await credits.summary(db, user_id)
+
+
+async def ledger(db: Db, user_id: uuid.UUID, limit: int = 50) -> list[LedgerEntry]:
+    """Newest first; credits.history pages by at most 500, so longer reads (exports) page through."""
+    entries: list[LedgerEntry] = []
+    before = None
+    while len(entries) < limit:
+        want = min(500, limit - len(entries))
+        page = await credits.history(db, user_id, limit=want, before_id=before)
+        entries.extend(page)
+        if len(page) < want:
+            break
+        before = page[-1].id
+    return entries
+
+
+async def adjust_credits(db: Db, user_id: uuid.UUID, amount: int, reason: str, actor: str) -> None:
+    await credits.adjust(db, user_id, amount, reason, actor)
+
+
+async def set_plan(db: Db, user_id: uuid.UUID, plan_code: str) -> None:
+    await credits.set_plan(db, user_id, plan_code)
+
+
+# --- billing -------------------------------------------------------------------------------
+
+
+def billing(app: web.Application) -> BillingService | None:
+    """The BillingService, or None where billing is not set up (pages then say so)."""
+    return app.get(BILLING)
+
+
+# --- releases (the update issue adds the table) ------------------------------------------------
+
+
+async def releases(db: Db, limit: int = 10) -> list[dict]:
+    if not await repo.table_exists(db, "releases"):
+        return []
+    return await repo.latest_releases(db, limit)
+
+
+def top_up_packs(app: web.Application) -> list[Any]:
+    """Credit packs on sale (billing's catalog of `pack_<credits>` prices), smallest first.
+    Their prices live at Stripe and are shown on its Checkout page."""
+    billing_service = billing(app)
+    if billing_service is None:
+        return []
+    return sorted(billing_service.catalog.packs.values(), key=lambda p: p.credits)
+
+
+# --- key bank and audio storage -------------------------------------------------------------------
+
+
+def keybank(app: web.Application) -> Any:
+    from server.keybank import KEYBANK
+
+    return app.get(KEYBANK)
+
+
+def audio_storage(app: web.Application) -> Any:
+    """The AudioStorage the generation service writes to (path/exists/delete), or None without it."""
+    from server.generation import GENERATION
+
+    service = app.get(GENERATION)
+    return service.storage if service is not None else None

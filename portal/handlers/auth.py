@@ -1,0 +1,166 @@
+"""Sign up, sign in, sign out, forgotten and reset passwords."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from aiohttp import web
+
+from portal import passwords
+from portal.forms import field_errors, form_data
+from portal.sessions import current_user, end_all_sessions, end_session, flash, start_session
+from portal.web import redirect, render, safe_next, spawn
+from server.appkeys import DB, REDIS, SETTINGS
+from server.auth import service as auth
+from server.auth.throttle import LoginThrottle
+from server.mail import MAIL
+from server.web.errors import ApiError, TooManyRequests
+
+log = logging.getLogger("portal.auth")
+
+routes = web.RouteTableDef()
+
+
+def client_ip(request: web.Request) -> str | None:
+    return request.remote
+
+
+@routes.get("/signup", name="portal.signup")
+async def signup_page(request: web.Request) -> web.Response:
+    if await current_user(request):
+        raise redirect("/dashboard")
+    return await render(request, "signup.html", {"page_title": "Create your account", "form": {}, "errors": {}, "plan": request.query.get("plan", "")})
+
+
+@routes.post("/signup", name="portal.signup-post")
+async def signup(request: web.Request) -> web.Response:
+    form = await form_data(request)
+    errors: dict[str, str] = {}
+    if form.get("password", "") != form.get("password_confirm", ""):
+        errors["password_confirm"] = "The two passwords do not match"
+    if not errors:
+        try:
+            user_id = await auth.create_user(request.app[DB], request.app[SETTINGS], form.get("email", ""), form.get("password", ""))
+        except ApiError as err:
+            errors = field_errors(err)
+        else:
+            await start_session(request, user_id)
+            await flash(request, "Welcome to SFX Studio! Your free plan is ready.")
+            plan = form.get("plan", "")
+            raise redirect(f"/billing?plan={plan}" if plan.isidentifier() else "/dashboard")
+    return await render(
+        request, "signup.html",
+        {"page_title": "Create your account", "form": {"email": form.get("email", "")}, "errors": errors, "plan": form.get("plan", "")},
+        status=422,
+    )
+
+
+@routes.get("/signin", name="portal.signin")
+async def signin_page(request: web.Request) -> web.Response:
+    nxt = safe_next(request.query.get("next"))
+    if await current_user(request):
+        raise redirect(nxt)
+    return await render(request, "signin.html", {"page_title": "Sign in", "form": {}, "errors": {}, "next": nxt})
+
+
+@routes.post("/signin", name="portal.signin-post")
+async def signin(request: web.Request) -> web.Response:
+    form = await form_data(request)
+    settings = request.app[SETTINGS]
+    nxt = safe_next(form.get("next"))
+    # Same normalisation and counters as the API's login: one budget of guesses per account and IP.
+    email = auth.normalise_email(form.get("email", ""), settings, strict=False)
+    throttle = LoginThrottle(request.app[REDIS], settings)
+    ip = client_ip(request)
+
+    def page(message: str) -> dict:
+        return {"page_title": "Sign in", "form": {"email": form.get("email", "")}, "errors": {"_form": message}, "next": nxt}
+
+    try:
+        await throttle.check(email, ip)
+        user = await auth.verify_credentials(request.app[DB], settings, email, form.get("password", ""))
+    except TooManyRequests as err:
+        minutes = max(1, math.ceil(int(err.details.get("retry_after", 60)) / 60))
+        response = await render(request, "signin.html", page(f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."), status=429)
+        response.headers.update(err.headers)
+        return response
+    except auth.InvalidCredentials:
+        await throttle.failed(email, ip)
+        log.info("portal sign-in failed", extra={"ip": ip})
+        return await render(request, "signin.html", page("The email or password is incorrect."), status=401)
+    except auth.AccountSuspended:
+        return await render(request, "signin.html", page("This account is suspended. Contact support if you think this is a mistake."), status=403)
+    await throttle.succeeded(email, ip)
+    await start_session(request, user.id)
+    raise redirect(nxt)
+
+
+@routes.post("/signout", name="portal.signout")
+async def signout(request: web.Request) -> web.Response:
+    await end_session(request)
+    await flash(request, "You are signed out.", "info")
+    raise redirect("/signin")
+
+
+@routes.get("/forgot-password", name="portal.forgot")
+async def forgot_page(request: web.Request) -> web.Response:
+    return await render(request, "forgot.html", {"page_title": "Reset your password", "sent": False, "email": ""})
+
+
+@routes.post("/forgot-password", name="portal.forgot-post")
+async def forgot(request: web.Request) -> web.Response:
+    form = await form_data(request)
+    email = form.get("email", "")
+    if email:
+        # In the background: answering only after an SMTP round trip would tell, by timing alone,
+        # which addresses have accounts.
+        spawn(request.app, _request_reset(request.app, email))
+    return await render(request, "forgot.html", {"page_title": "Check your inbox", "sent": bool(email), "email": email})
+
+
+async def _request_reset(app: web.Application, email: str) -> None:
+    try:
+        await passwords.request_reset(app[DB], app[SETTINGS], app[MAIL], email)
+    except Exception:
+        log.exception("password reset mail could not be sent")
+
+
+@routes.get("/reset-password", name="portal.reset")
+async def reset_page(request: web.Request) -> web.Response:
+    token = request.query.get("token", "")
+    email = await passwords.token_email(request.app[DB], token)
+    response = await render(
+        request, "reset.html",
+        {"page_title": "Choose a new password", "token": token, "email": email, "errors": {}},
+        status=200 if email else 400,
+    )
+    # The token is in this page's address: never send it to another site as a referrer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@routes.post("/reset-password", name="portal.reset-post")
+async def reset(request: web.Request) -> web.Response:
+    form = await form_data(request)
+    token = form.get("token", "")
+    errors: dict[str, str] = {}
+    if form.get("password", "") != form.get("password_confirm", ""):
+        errors["password_confirm"] = "The two passwords do not match"
+    else:
+        try:
+            user_id = await passwords.reset_password(request.app[DB], request.app[SETTINGS], token, form.get("password", ""))
+        except passwords.ResetTokenInvalid:
+            return await render(request, "reset.html", {"page_title": "Link expired", "token": "", "email": None, "errors": {}}, status=400)
+        except ApiError as err:
+            errors = field_errors(err)
+        else:
+            await end_all_sessions(request.app, user_id)
+            await end_session(request)
+            await flash(request, "Your password has been changed. Sign in with the new one.")
+            raise redirect("/signin")
+    email = await passwords.token_email(request.app[DB], token)
+    response = await render(request, "reset.html", {"page_title": "Choose a new password", "token": token, "email": email, "errors": errors}, status=422)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
