@@ -220,6 +220,7 @@ test("the output folder is the configured one, else beside the saved project, el
   assert.equal(store.folderFor("/tmp/mine", "/p/Film.prproj"), "/tmp/mine");
   assert.equal(store.folderFor("", "/Volumes/Work/Film/Film.prproj"), "/Volumes/Work/Film/AI SFX");
   assert.equal(store.folderFor("", ""), path.join(os.homedir(), "Documents", "AI SFX"));
+  assert.equal(store.folderFor("", "Untitled.prproj"), path.join(os.homedir(), "Documents", "AI SFX"), "an unsaved project");
 });
 
 test("file names are made safe for macOS and Windows", () => {

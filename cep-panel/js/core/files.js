@@ -68,7 +68,10 @@
   /** The folder new files go to: the configured one, else beside the saved project, else Documents. */
   FileStore.prototype.folderFor = function (configured, projectPath) {
     if (configured && String(configured).trim()) return String(configured).trim();
-    if (projectPath && /\.prproj$/i.test(projectPath)) return this.path.join(this.path.dirname(projectPath), FOLDER_NAME);
+    // An unsaved project has no folder of its own (its path is empty or bare): fall back to Documents.
+    if (projectPath && /\.prproj$/i.test(projectPath) && this.path.isAbsolute(projectPath)) {
+      return this.path.join(this.path.dirname(projectPath), FOLDER_NAME);
+    }
     return this.path.join(this.os.homedir(), "Documents", FOLDER_NAME);
   };
 

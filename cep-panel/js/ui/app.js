@@ -993,7 +993,6 @@
     });
     on($("sfx-cancel"), "click", cancelGeneration);
     on($("voice-cancel"), "click", cancelGeneration);
-    on($("sfx-marker"), "mousedown", loadMarkers);
     on($("sfx-marker"), "focus", loadMarkers);
     on($("sfx-marker"), "change", useMarker);
     on($("sfx-marker-clear"), "click", function () {

@@ -176,6 +176,9 @@
     },
     dirname: dirname,
     basename: basename,
+    isAbsolute: function (p) {
+      return String(p).charAt(0) === "/";
+    },
   };
   var os = {
     hostname: function () {
