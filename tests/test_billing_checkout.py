@@ -108,6 +108,19 @@ async def test_a_downgrade_takes_effect_as_stripe_reports_it(client, fake, db, s
     assert (await billing(client).subscription(user.id)).plan == "basic"
 
 
+async def test_an_unpaid_subscription_drops_to_free_and_sends_the_user_to_pay_not_to_a_new_checkout(client, fake, db, settings):
+    user = await new_user(db, settings)
+    subscription = await checkout_and_pay(billing(client), fake, user, "pro")
+    subscription["status"] = "unpaid"  # Stripe gave up retrying the renewal
+    await fake.emit([fake.event("customer.subscription.updated", subscription, previous_attributes={"status": "past_due"})])
+
+    assert (await credits.plan_for(db, user.id)).code == "free"
+    assert (await billing(client).subscription(user.id)).status == "unpaid"
+    url = await billing(client).checkout_subscription(user, "pro")
+    assert url.startswith(fake.base_url + "/portal/")
+    assert len(fake.store("checkout.session")) == 1
+
+
 async def test_invoices_list_the_users_own_invoices_newest_first(client, fake, db, settings):
     user = await new_user(db, settings)
     other = await new_user(db, settings)

@@ -32,8 +32,9 @@ FREE_PLAN = "free"
 PACK_PREFIX = "pack_"
 # Invoices that start or change a paid period; others (manual, threshold) carry no allowance.
 GRANTING_REASONS = ("subscription_create", "subscription_cycle", "subscription_update")
-# A subscription in these states has ended or never started: it entitles to nothing.
-ENDED_STATUSES = ("canceled", "incomplete_expired", "unpaid")
+# A subscription in these states is over at Stripe; "unpaid" is still open (it owes money)
+# but, like these, entitles to no plan.
+CLOSED_STATUSES = ("canceled", "incomplete_expired")
 
 
 # --- values the portal reads ---------------------------------------------------------
@@ -444,6 +445,10 @@ class BillingService:
         subscription, the customer portal's confirm-the-change page when one is already running
         (a second Checkout would bill two subscriptions)."""
         price_id = self.catalog.price_for_plan(plan_code)
+        latest = await repo.latest_subscription(self.pool, user.id)
+        if latest is not None and latest["status"] == "unpaid":
+            # Still open at Stripe with a debt: paying it (in the portal) comes before any new plan.
+            return await self.customer_portal(user)
         live = await repo.live_subscriptions(self.pool, user.id)
         if live:
             current = live[0]
@@ -522,7 +527,7 @@ class BillingService:
     async def subscription(self, user_id: uuid.UUID) -> Subscription | None:
         """The user's current subscription (a live one first), or None if they never subscribed."""
         row = await repo.latest_subscription(self.pool, user_id)
-        if row is None or row["status"] in ENDED_STATUSES:
+        if row is None or row["status"] in CLOSED_STATUSES:
             return None
         return Subscription(plan=row["plan_code"], status=row["status"], current_period_end=row["current_period_end"],
                             cancel_at_period_end=row["cancel_at_period_end"], past_due_since=row["past_due_since"],
