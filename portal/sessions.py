@@ -8,6 +8,8 @@ instead of waiting for a cookie to expire.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from aiohttp_session import AbstractStorage, Session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from server.appkeys import DB, REDIS, SETTINGS
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 
 COOKIE_NAME = "sfx_portal"
 SESSION_TTL = 14 * 86400
@@ -40,9 +42,20 @@ class PortalUser:
         return self.role == "admin"
 
 
+def session_key(secret: str) -> bytes:
+    """SESSION_SECRET as 32 raw bytes; standard and URL-safe base64 are both accepted."""
+    try:
+        raw = base64.urlsafe_b64decode(secret.strip().replace("+", "-").replace("/", "_") + "==")
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise SettingsError("SESSION_SECRET must be 32 random bytes, base64-encoded")
+    return raw
+
+
 def cookie_storage(settings: Settings) -> EncryptedCookieStorage:
     return EncryptedCookieStorage(
-        settings.session_secret,
+        session_key(settings.session_secret),
         cookie_name=COOKIE_NAME,
         max_age=SESSION_TTL,
         httponly=True,

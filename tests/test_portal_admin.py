@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import pytest
@@ -159,11 +158,8 @@ async def test_outbox_viewer_shows_dev_mail_and_records_who_read_it(admin, visit
     portal, me = admin
     _, user = customer
     await visitor.post("/forgot-password", {"email": user.email})
-    for _ in range(100):
-        message_id = await db.fetchval("SELECT id FROM mail_outbox WHERE to_address = $1", user.email)
-        if message_id:
-            break
-        await asyncio.sleep(0.02)
+    await visitor.settled()
+    message_id = await db.fetchval("SELECT id FROM mail_outbox WHERE to_address = $1", user.email)
     text = await portal.page("/admin/outbox")
     assert "Reset your SFX Studio password" in text and user.email in text
     text = await portal.page(f"/admin/outbox/{message_id}")

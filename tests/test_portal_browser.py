@@ -9,9 +9,11 @@ of the main pages are written to test-artifacts/portal/ (git-ignored) for a huma
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +26,7 @@ from server.app import create_app
 from server.auth.service import create_user
 from server.credits import service as credits
 from server.generation import GENERATION
+from server.simulator import SimulatorState, create_simulator_app
 from test_portal_pages import tiny_wav
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "portal"
@@ -43,6 +46,7 @@ class Live:
     base: str
     app: object
     stripe: FakeStripe
+    elevenlabs: SimulatorState
 
 
 @pytest.fixture
@@ -50,10 +54,13 @@ async def live(aiohttp_server, settings, fake_stripe) -> Live:
     # The public URL must be known before the app exists (Checkout return addresses), so the port is picked first.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.replace(stripe_api_base=fake_stripe.base_url, public_url=base))
+    simulator = SimulatorState()
+    elevenlabs = await aiohttp_server(create_simulator_app(simulator))
+    app = create_app(settings.replace(stripe_api_base=fake_stripe.base_url, public_url=base,
+                                      elevenlabs_base_url=str(elevenlabs.make_url("")).rstrip("/")))
     await aiohttp_server(app, port=port)
     fake_stripe.webhook_url = base + "/webhooks/stripe"
-    return Live(base, app, fake_stripe)
+    return Live(base, app, fake_stripe, simulator)
 
 
 @pytest.fixture
@@ -240,10 +247,44 @@ async def test_an_admin_adjusts_credits_and_finds_it_in_the_audit_log(page: Page
     await expect(row).to_contain_text("Goodwill for the outage")
     await shot(page, "admin-audit")
 
-    for path, name in (("/admin/usage", "admin-usage"), ("/admin/keys", "admin-keys"), ("/admin/outbox", "admin-outbox")):
-        response = await page.goto(path)
-        assert response.status == 200
-        await shot(page, name)
+    await seed_usage(db, target_id)
+    await page.get_by_role("link", name="Usage").click()
+    await expect(page.locator("svg.chart")).to_have_count(4)
+    await expect(page.get_by_role("row", name=re.compile("upstream_unavailable"))).to_be_visible()
+    await shot(page, "admin-usage")
+
+    secret = "sk_" + secrets.token_hex(24)
+    live.elevenlabs.add_key(secret, character_limit=100_000, max_concurrency=4)
+    await page.get_by_role("link", name="Key bank").click()
+    await page.get_by_label("Label").fill("Primary pool key")
+    await page.get_by_label("Max concurrency").fill("4")
+    await page.get_by_label("API key").fill(secret)
+    await page.get_by_role("button", name="Validate and add").click()
+    await expect(page.get_by_text("was validated and added")).to_be_visible()
+    await expect(page.get_by_role("rowheader", name=re.compile("Primary pool key"))).to_contain_text(secret[-4:])
+    assert secret not in await page.content(), "the secret is never shown again"
+    await shot(page, "admin-keys")
+
+    response = await page.goto("/admin/outbox")
+    assert response.status == 200
+    await shot(page, "admin-outbox")
+
+
+async def seed_usage(db, user_id: uuid.UUID) -> None:
+    """Two weeks of generations, some failed, for the usage page's charts."""
+    rows = []
+    for day in range(14):
+        for n in range(1 + (day * 7) % 5):
+            failed = (day + n) % 6 == 0
+            rows.append((user_id, "failed" if failed else "succeeded", 0 if failed else 1 + n % 3,
+                         None if failed else 180 + 40 * n, "upstream_unavailable" if failed else None,
+                         900 + 350 * n + 60 * day, timedelta(days=day, hours=n)))
+    await db.executemany(
+        """INSERT INTO generations (user_id, kind, status, params, prompt, request_hash, credits_charged, upstream_cost,
+                                    failure_reason, latency_ms, created_at)
+           VALUES ($1, 'sfx', $2, '{}'::jsonb, 'seeded', 'h', $3, $4, $5, $6, now() - $7::interval)""",
+        rows,
+    )
 
 
 async def test_a_form_posted_without_its_csrf_token_is_rejected(page: Page, live: Live, db):

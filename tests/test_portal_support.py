@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ class Portal:
         self.client = aiohttp.ClientSession(
             base_url=client.make_url("/"), cookie_jar=aiohttp.CookieJar(unsafe=True)
         )
+
+    async def settled(self) -> None:
+        """Wait for work the app does after answering (reset mails are sent that way)."""
+        from portal.web import BACKGROUND
+
+        while self.app[BACKGROUND]:
+            await asyncio.gather(*self.app[BACKGROUND], return_exceptions=True)
 
     async def get(self, path: str, **kw):
         return await self.client.get(path, allow_redirects=False, **kw)

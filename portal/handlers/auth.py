@@ -112,11 +112,27 @@ async def forgot_page(request: web.Request) -> web.Response:
 async def forgot(request: web.Request) -> web.Response:
     form = await form_data(request)
     email = form.get("email", "")
-    if email:
+    if email and await _reset_allowed_from(request):
         # In the background: answering only after an SMTP round trip would tell, by timing alone,
         # which addresses have accounts.
         spawn(request.app, _request_reset(request.app, email))
     return await render(request, "forgot.html", {"page_title": "Check your inbox", "sent": bool(email), "email": email})
+
+
+# Requests per client address and hour; more send nothing (the page reads the same either way).
+RESETS_PER_IP_PER_HOUR = 10
+
+
+async def _reset_allowed_from(request: web.Request) -> bool:
+    key = request.app[SETTINGS].rkey("portal", "reset-requests", client_ip(request) or "unknown")
+    async with request.app[REDIS].pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 3600, nx=True)
+        count, _ = await pipe.execute()
+    if count > RESETS_PER_IP_PER_HOUR:
+        log.info("password reset request ignored: too many from this address")
+        return False
+    return True
 
 
 async def _request_reset(app: web.Application, email: str) -> None:
