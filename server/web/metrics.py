@@ -30,6 +30,9 @@ class Metrics:
         )
         self.keys_in_flight = Gauge("keybank_in_flight", "Leases held on provider keys", ["key"], registry=self.registry)
         self.webhooks = Counter("webhooks_total", "Webhook events by type and outcome", ["type", "outcome"], registry=self.registry)
+        self.holds_expired = Counter(
+            "credit_holds_expired_total", "Credit holds released by the sweep after their TTL", registry=self.registry
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,326 @@
+"""SQL of the credits domain. Parameters only; no string formatting.
+
+The two hot statements (RESERVE and SETTLE) each do their whole job in one round trip:
+lock the account row, write the hold, move the balance and append the ledger entries.
+Everything else runs inside a transaction opened by the service with the account locked.
+
+Lock order everywhere: the account row first, then hold rows. A capture racing a retry of
+the same key can therefore never deadlock.
+
+In the hot statements the new balances are computed from the row as the `account` CTE
+locked it (the latest version), never from `a.*` of the UPDATE: under READ COMMITTED an
+UPDATE first builds the new row from the version its snapshot saw and checks the CHECK
+constraints on it before it notices the newer version, so mixing the two would fail
+"balance >= 0" spuriously under concurrency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, AsyncIterator
+
+import asyncpg
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Db = asyncpg.Pool | Conn
+
+
+@asynccontextmanager
+async def acquire(db: Db) -> AsyncIterator[Conn]:
+    """A connection from a pool, or the caller's own connection as it is."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
+
+# $1 user_id, $2 key, $3 amount, $4 hold ttl seconds, $5 payment grace days.
+# Returns the new hold, or no row when the fast path does not apply: no account yet, a
+# calendar period to roll over, payment past due, a live hold for this key already, or not
+# enough credits. The service then works out which, under the same lock.
+RESERVE = """
+WITH account AS (
+    SELECT a.user_id, a.period_seq, a.period_balance, a.topup_balance, a.reserved,
+           p.monthly_credits IS NULL AS unlimited
+      FROM credit_accounts a
+      JOIN plans p ON p.code = a.plan_code
+     WHERE a.user_id = $1
+       AND (a.period_end > now() OR NOT p.calendar_periods)
+       AND (a.past_due_since IS NULL OR a.past_due_since > now() - make_interval(days => $5))
+       FOR UPDATE OF a
+), split AS (
+    -- The period's allowance is spent before credits that carry over.
+    SELECT user_id, period_seq, period_balance, topup_balance, reserved,
+           CASE WHEN unlimited THEN 0 ELSE least($3, period_balance) END AS from_period,
+           CASE WHEN unlimited THEN 0 ELSE $3 - least($3, period_balance) END AS from_topup
+      FROM account
+     WHERE unlimited OR period_balance + topup_balance >= $3
+), hold AS (
+    INSERT INTO credit_holds (user_id, key, amount, from_period, from_topup, period_seq, expires_at)
+    SELECT user_id, $2, $3, from_period, from_topup, period_seq, now() + make_interval(secs => $4)
+      FROM split
+        ON CONFLICT (user_id, key) WHERE status IN ('held', 'captured') DO NOTHING
+    RETURNING id, user_id, key, amount, from_period, from_topup, status, expires_at
+), debit AS (
+    UPDATE credit_accounts a
+       SET period_balance = split.period_balance - hold.from_period,
+           topup_balance = split.topup_balance - hold.from_topup,
+           reserved = split.reserved + hold.amount,
+           updated_at = now()
+      FROM hold, split
+     WHERE a.user_id = hold.user_id
+ RETURNING a.period_balance + a.topup_balance AS balance
+), entry AS (
+    INSERT INTO credit_ledger (user_id, kind, amount, topup_amount, reserved_change, credits, balance_after,
+                               hold_id, idempotency_key)
+    SELECT hold.user_id, 'reserve', -(hold.from_period + hold.from_topup), -hold.from_topup, hold.amount,
+           hold.amount, debit.balance, hold.id, 'reserve:' || hold.id
+      FROM hold, debit
+)
+SELECT hold.id, hold.user_id, hold.key, hold.amount, hold.status, hold.expires_at FROM hold
+"""
+
+# $1 hold_id, $2 credits to capture (NULL when releasing), $3 new status, $4 reason.
+# Settles a held hold: the captured part becomes used, the rest goes back to the part of
+# the balance it came from. Allowance held across a period change is not given back (that
+# period's allowance has expired). No row when the hold is missing or already settled.
+SETTLE = """
+WITH account AS (
+    SELECT a.user_id, a.period_seq, a.period_balance, a.topup_balance, a.reserved, a.used
+      FROM credit_accounts a
+     WHERE a.user_id = (SELECT user_id FROM credit_holds WHERE id = $1)
+       FOR UPDATE
+), hold AS (
+    UPDATE credit_holds h
+       SET status = $3,
+           captured = CASE WHEN $3 = 'captured' THEN least($2::integer, h.amount) END,
+           settled_at = now()
+      FROM account
+     WHERE h.id = $1 AND h.status = 'held' AND h.user_id = account.user_id
+ RETURNING h.id, h.user_id, h.amount, coalesce(h.captured, 0) AS captured,
+           h.from_topup, h.from_period, (h.period_seq = account.period_seq) AS same_period
+), split AS (
+    SELECT hold.*,
+           least(captured, from_period) AS charged_period
+      FROM hold
+), back AS (
+    SELECT split.*,
+           CASE WHEN same_period THEN from_period - charged_period ELSE 0 END AS back_period,
+           from_topup - least(captured - charged_period, from_topup) AS back_topup
+      FROM split
+), credit AS (
+    UPDATE credit_accounts a
+       SET period_balance = account.period_balance + back.back_period,
+           topup_balance = account.topup_balance + back.back_topup,
+           reserved = account.reserved - back.amount,
+           used = account.used + back.captured,
+           updated_at = now()
+      FROM back, account
+     WHERE a.user_id = back.user_id
+ RETURNING a.period_balance + a.topup_balance AS balance
+), entries AS (
+    INSERT INTO credit_ledger (user_id, kind, amount, topup_amount, reserved_change, credits, balance_after,
+                               hold_id, idempotency_key, reason)
+    SELECT back.user_id, 'capture', 0, 0, -back.captured, back.captured,
+           credit.balance - back.back_period - back.back_topup, back.id, 'capture:' || back.id, NULL
+      FROM back, credit
+     WHERE $3 = 'captured'
+    UNION ALL
+    SELECT back.user_id, 'release', back.back_period + back.back_topup, back.back_topup,
+           -(back.amount - back.captured), back.amount - back.captured,
+           credit.balance, back.id, 'release:' || back.id, $4
+      FROM back, credit
+     WHERE $3 <> 'captured' OR back.amount > back.captured
+)
+SELECT back.user_id, back.amount, back.captured, back.back_period + back.back_topup AS returned, credit.balance
+  FROM back, credit
+"""
+
+
+async def try_reserve(conn: Conn, user_id: uuid.UUID, key: str, amount: int, *, ttl: float, grace_days: int):
+    return await conn.fetchrow(RESERVE, user_id, key, amount, float(ttl), grace_days)
+
+
+async def settle(conn: Conn, hold_id: uuid.UUID, captured: int | None, status: str, reason: str | None):
+    return await conn.fetchrow(SETTLE, hold_id, captured, status, reason)
+
+
+async def hold_by_id(conn: Conn, hold_id: uuid.UUID):
+    return await conn.fetchrow(
+        "SELECT id, user_id, key, amount, status, captured, expires_at FROM credit_holds WHERE id = $1", hold_id
+    )
+
+
+async def live_hold(conn: Conn, user_id: uuid.UUID, key: str):
+    return await conn.fetchrow(
+        """SELECT id, user_id, key, amount, status, expires_at FROM credit_holds
+            WHERE user_id = $1 AND key = $2 AND status IN ('held', 'captured')""",
+        user_id,
+        key,
+    )
+
+
+# --- accounts -----------------------------------------------------------------------
+
+_ACCOUNT_WITH_PLAN = """
+SELECT a.*, p.*, now() AS now
+  FROM credit_accounts a
+  JOIN plans p ON p.code = a.plan_code
+ WHERE a.user_id = $1
+"""
+
+
+async def account(conn: Conn, user_id: uuid.UUID):
+    return await conn.fetchrow(_ACCOUNT_WITH_PLAN, user_id)
+
+
+async def lock_account(conn: Conn, user_id: uuid.UUID):
+    return await conn.fetchrow(_ACCOUNT_WITH_PLAN + " FOR UPDATE OF a", user_id)
+
+
+async def create_account(conn: Conn, user_id: uuid.UUID) -> None:
+    """A new account is on free with an empty, already ended period: first use opens a month."""
+    await conn.execute(
+        """INSERT INTO credit_accounts (user_id, period_start, period_end) VALUES ($1, now(), now())
+           ON CONFLICT (user_id) DO NOTHING""",
+        user_id,
+    )
+
+
+async def calendar_month(conn: Conn) -> tuple[datetime, datetime]:
+    row = await conn.fetchrow(
+        """SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start,
+                  (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC' AS end"""
+    )
+    return row["start"], row["end"]
+
+
+async def open_period(
+    conn: Conn, user_id: uuid.UUID, *, seq: int, start: datetime, end: datetime, allowance: int, period_balance: int
+) -> None:
+    await conn.execute(
+        """UPDATE credit_accounts
+              SET period_seq = $2, period_start = $3, period_end = $4, allowance = $5, used = 0,
+                  period_balance = $6, updated_at = now()
+            WHERE user_id = $1""",
+        user_id, seq, start, end, allowance, period_balance,
+    )
+
+
+async def move_balance(conn: Conn, user_id: uuid.UUID, *, period_change: int, topup_change: int) -> int:
+    """Adds the changes to the two parts of the balance; returns the new spendable balance."""
+    return await conn.fetchval(
+        """UPDATE credit_accounts
+              SET period_balance = period_balance + $2, topup_balance = topup_balance + $3, updated_at = now()
+            WHERE user_id = $1
+        RETURNING period_balance + topup_balance""",
+        user_id, period_change, topup_change,
+    )
+
+
+async def set_plan(conn: Conn, user_id: uuid.UUID, plan_code: str) -> None:
+    await conn.execute(
+        "UPDATE credit_accounts SET plan_code = $2, updated_at = now() WHERE user_id = $1", user_id, plan_code
+    )
+
+
+async def set_past_due(conn: Conn, user_id: uuid.UUID, since: datetime | None) -> None:
+    await conn.execute(
+        "UPDATE credit_accounts SET past_due_since = $2, updated_at = now() WHERE user_id = $1", user_id, since
+    )
+
+
+# --- ledger ---------------------------------------------------------------------------
+
+
+async def insert_entry(
+    conn: Conn,
+    user_id: uuid.UUID,
+    kind: str,
+    *,
+    amount: int,
+    credits: int,
+    balance_after: int,
+    key: str,
+    topup_amount: int = 0,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO credit_ledger (user_id, kind, amount, topup_amount, credits, balance_after,
+                                      idempotency_key, reason, actor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        user_id, kind, amount, topup_amount, credits, balance_after, key, reason, actor,
+    )
+
+
+async def entry_by_key(conn: Conn, key: str):
+    return await conn.fetchrow("SELECT * FROM credit_ledger WHERE idempotency_key = $1", key)
+
+
+async def entries(conn: Conn, user_id: uuid.UUID, *, limit: int, before_id: int | None) -> list[Any]:
+    return await conn.fetch(
+        """SELECT * FROM credit_ledger
+            WHERE user_id = $1 AND ($3::bigint IS NULL OR id < $3)
+            ORDER BY id DESC LIMIT $2""",
+        user_id, limit, before_id,
+    )
+
+
+# --- sweep ----------------------------------------------------------------------------
+
+
+async def lock_accounts_with_due_holds(conn: Conn, limit: int) -> list[uuid.UUID]:
+    """Accounts with expired holds that no other worker (or request) holds right now."""
+    rows = await conn.fetch(
+        """SELECT a.user_id FROM credit_accounts a
+            WHERE a.user_id IN (SELECT h.user_id FROM credit_holds h
+                                 WHERE h.status = 'held' AND h.expires_at <= now())
+            ORDER BY a.user_id
+            LIMIT $1
+              FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return [r["user_id"] for r in rows]
+
+
+async def due_holds(conn: Conn, user_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        """SELECT id FROM credit_holds WHERE user_id = $1 AND status = 'held' AND expires_at <= now()
+            ORDER BY expires_at""",
+        user_id,
+    )
+    return [r["id"] for r in rows]
+
+
+# --- plans and pricing ----------------------------------------------------------------------
+
+
+async def plans(conn: Conn) -> list[Any]:
+    return await conn.fetch("SELECT * FROM plans ORDER BY sort_order, code")
+
+
+async def plan(conn: Conn, code: str):
+    return await conn.fetchrow("SELECT * FROM plans WHERE code = $1", code)
+
+
+async def plan_of(conn: Conn, user_id: uuid.UUID):
+    """The account's plan, or free for a user without an account yet."""
+    return await conn.fetchrow(
+        """SELECT p.* FROM plans p
+            WHERE p.code = coalesce((SELECT plan_code FROM credit_accounts WHERE user_id = $1), 'free')""",
+        user_id,
+    )
+
+
+async def pricing_rules(conn: Conn) -> list[Any]:
+    return await conn.fetch("SELECT * FROM pricing_rules ORDER BY code")
+
+
+# --- the user, for /v1/me ------------------------------------------------------------------
+
+
+async def user_profile(conn: Conn, user_id: uuid.UUID):
+    return await conn.fetchrow("SELECT id, email, role, status, created_at FROM users WHERE id = $1", user_id)
