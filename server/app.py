@@ -42,10 +42,11 @@ def create_app(settings: Settings) -> web.Application:
 def domain_setups():
     """Each domain registers its routes and background tasks; imported here to keep one list."""
     from server.auth.handlers import setup as auth_setup
+    from server.billing import setup as billing_setup
     from server.credits.handlers import setup as credits_setup
     from server.keybank import setup as keybank_setup
 
-    return [auth_setup, credits_setup, keybank_setup]
+    return [auth_setup, credits_setup, keybank_setup, billing_setup]
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
