@@ -75,10 +75,18 @@ def billing(app: web.Application) -> BillingService | None:
 # --- releases (the update issue adds the table) ------------------------------------------------
 
 
+RELEASE_ORDER = ("published_at", "created_at", "id")
+
+
 async def releases(db: Db, limit: int = 10) -> list[dict]:
+    """Newest first by the first of published_at, created_at, id the table has; [] without the table."""
     if not await repo.table_exists(db, "releases"):
         return []
-    return await repo.latest_releases(db, limit)
+    rows = await repo.releases(db)
+    key = next((k for k in RELEASE_ORDER if rows and k in rows[0]), None)
+    if key is not None:
+        rows.sort(key=lambda r: (r[key] is not None, r[key] if r[key] is not None else 0), reverse=True)
+    return rows[:limit]
 
 
 def top_up_packs(app: web.Application) -> list[Any]:

@@ -204,13 +204,10 @@ async def top_users(db: Db, start: date, end: date, limit: int) -> list[asyncpg.
 # --- releases (filled by the update issue; may be absent) -------------------------------
 
 
-async def latest_releases(db: Db, limit: int) -> list[dict]:
-    rows = await db.fetch("SELECT * FROM releases ORDER BY created_at DESC LIMIT $1", limit)
-    return [dict(r) for r in rows]
+async def releases(db: Db) -> list[dict]:
+    """Every release row (a handful); the caller orders them, as the table's columns are not ours."""
+    return [dict(r) for r in await db.fetch("SELECT * FROM releases")]
 
-
-def as_datetime(value: object) -> datetime | None:
-    return value if isinstance(value, datetime) else None
 
 
 # --- export and deletion --------------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import re
 import uuid
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +20,7 @@ from server.billing import BILLING
 from server.credits import service as credits
 from server.generation import GENERATION
 from server.mail import MAIL
+from server.web.logs import JsonFormatter
 from test_portal_pages import tiny_wav
 from test_portal_support import browser_factory, customer, visitor  # noqa: F401 (fixtures)
 
@@ -339,3 +342,40 @@ async def test_reset_requests_from_one_address_are_capped_whatever_the_email(vis
         assert resp.status == 200 and "Check your inbox" in await resp.text()
     await visitor.settled()
     assert await db.fetchval("SELECT count(*) FROM mail_outbox") == RESETS_PER_IP_PER_HOUR
+
+
+async def test_passwords_reset_tokens_and_session_cookies_never_reach_the_logs_or_pages(db, visitor, browser_factory, caplog):
+    caplog.set_level(logging.DEBUG)
+    stream = io.StringIO()
+    json_handler = logging.StreamHandler(stream)
+    json_handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(json_handler)
+    pages = []
+
+    async def post(portal, path, form):
+        resp = await portal.post(path, form)
+        pages.append(await resp.text())
+        return resp
+
+    try:
+        email, first, second = unique_email("quiet"), "first quiet passphrase", "second quiet passphrase"
+        await post(visitor, "/signup", {"email": email, "password": first, "password_confirm": first})
+        await post(visitor, "/signup", {"email": unique_email("weak"), "password": "weak!", "password_confirm": "weak!"})
+        stranger = await browser_factory()
+        await post(stranger, "/signin", {"email": email, "password": "a wrong passphrase"})
+        await post(stranger, "/forgot-password", {"email": email})
+        await stranger.settled()
+        token = reset_token((await outbox_to(db, email))[0]["body"])
+        await post(stranger, "/reset-password", {"token": token, "password": "short", "password_confirm": "short"})
+        await post(stranger, "/reset-password", {"token": token, "password": second, "password_confirm": second})
+        await post(visitor, "/account/password", {"current_password": "not it at all", "password": first, "password_confirm": first})
+        cookie = next(c for c in visitor.client.cookie_jar if c.key == "sfx_portal").value
+    finally:
+        logging.getLogger().removeHandler(json_handler)
+
+    logs = caplog.text + stream.getvalue()
+    for secret in (first, second, "a wrong passphrase", token, cookie):
+        assert secret not in logs
+    # (The reset form carries its own token back, like the link it came from; no page shows a password.)
+    for secret in (first, second, "a wrong passphrase"):
+        assert all(secret not in page for page in pages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 import pytest
@@ -110,7 +111,8 @@ def settings(settings, simulator):
     return settings.replace(elevenlabs_base_url=simulator[1])
 
 
-async def test_admin_adds_a_validated_key_whose_secret_is_never_shown_again(client, admin, db, simulator):
+async def test_admin_adds_a_validated_key_whose_secret_is_never_shown_again(client, admin, db, simulator, caplog):
+    caplog.set_level(logging.DEBUG)
     portal, me = admin
     state, _ = simulator
     good, bad = "sk_" + secrets.token_hex(24), "sk_" + secrets.token_hex(24)
@@ -138,6 +140,7 @@ async def test_admin_adds_a_validated_key_whose_secret_is_never_shown_again(clie
     rows = await audit_rows(db)
     assert [r["action"] for r in rows] == ["key.added", "key.disabled", "key.enabled", "key.removed"]
     assert all(good not in r["details"] for r in rows)
+    assert good not in caplog.text and bad not in caplog.text
 
 
 async def test_audit_log_filters_by_actor_action_and_object(admin, customer, db):

@@ -245,3 +245,27 @@ async def test_unknown_pages_get_the_portal_404_and_api_paths_keep_json(client):
     resp = await client.get("/v1/no-such")
     assert resp.status == 404 and resp.content_type == "application/json"
     assert json.loads(await resp.text())["error"]["code"] == "not_found"
+
+
+async def test_downloads_lists_releases_newest_first_once_a_releases_table_exists(visitor, db):
+    # The update issue owns the real table; this stand-in has the columns the page reads. A real
+    # table, once a migration creates it, is set aside for the duration.
+    real = await db.fetchval("SELECT to_regclass('public.releases') IS NOT NULL")
+    if real:
+        await db.execute("ALTER TABLE releases RENAME TO releases_set_aside")
+    await db.execute(
+        """CREATE TABLE releases (id serial PRIMARY KEY, version text NOT NULL, notes text,
+                                  created_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    try:
+        await db.execute("INSERT INTO releases (version, notes, created_at) VALUES ('1.0.0', 'First release', now() - interval '2 days')")
+        await db.execute("INSERT INTO releases (version, notes) VALUES ('1.1.0', 'Loop-friendly fades')")
+        text = await visitor.page("/downloads")
+        assert "None yet." not in text
+        latest = text.split('id="latest-title"', 1)[1].split("</section>", 1)[0]
+        assert "1.1.0" in latest and "1.0.0" not in latest
+        assert text.index("Loop-friendly fades") < text.index("First release")
+    finally:
+        await db.execute("DROP TABLE releases")
+        if real:
+            await db.execute("ALTER TABLE releases_set_aside RENAME TO releases")
