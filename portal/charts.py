@@ -105,7 +105,7 @@ def _svg(chart_id: str, title: str, unit: str, labels: list[str], series: list[S
         else ", ".join(_series_summary(s, labels, unit, named=len(series) > 1) for s in series)
     )
     parts.append(
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{chart_id}-title" '
+        f'<svg class="chart chart-{size}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{chart_id}-title" '
         f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMidYMid meet">'
         f'<title id="{chart_id}-title">{escape(summary)}</title>'
     )

@@ -151,6 +151,8 @@ async def test_a_visitor_signs_up_and_the_dashboard_shows_credits_and_the_usage_
     )
     assert 0.05 < duration < 0.2, "the player loads the user's own audio through the portal"
     await shot(page, "dashboard")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await shot(page, "dashboard-phone")
 
 
 async def test_a_customer_signs_in_with_the_right_password_only_and_signs_out(page: Page, live: Live, db, settings):

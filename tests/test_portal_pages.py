@@ -154,7 +154,7 @@ async def test_dashboard_shows_plan_credits_bar_usage_chart_and_table(db, custom
     assert 'data-testid="plan-name">Free<' in text
     assert 'data-testid="credits-remaining">16 <small>of 20</small>' in text
     assert re.search(r'<meter class="credits"[^>]*max="20"[^>]*value="16"', text, re.S)
-    assert '<svg class="chart"' in text and "<rect" in text
+    assert '<svg class="chart chart-wide"' in text and "<rect" in text
     # The same numbers as a table for screen readers: today's row says 4.
     table = text.split("<table>", 1)[1].split("</table>", 1)[0]
     assert "Credits used per day" in table
