@@ -184,7 +184,8 @@ async def portal_middleware(request: web.Request, handler: Handler) -> web.Strea
     settings = request.app[SETTINGS]
     csp = request.app[CSP]
     try:
-        await csrf.check(request)
+        if request.match_info.http_exception is None:  # unknown paths answer 404, not "form expired"
+            await csrf.check(request)
         response = await handler(request)
     except csrf.CsrfRejected:
         response = await error_page(

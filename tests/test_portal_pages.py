@@ -269,3 +269,8 @@ async def test_downloads_lists_releases_newest_first_once_a_releases_table_exist
         await db.execute("DROP TABLE releases")
         if real:
             await db.execute("ALTER TABLE releases_set_aside RENAME TO releases")
+
+
+async def test_a_post_to_an_unknown_page_is_a_404_not_a_csrf_refusal(visitor):
+    resp = await visitor.post("/no/such/form", {"x": "1"}, csrf=False)
+    assert resp.status == 404
