@@ -124,12 +124,12 @@ def ledger_pair(pool: asyncpg.Pool, pick: Callable[[int], uuid.UUID], run: str) 
 
 
 def print_table(results: list[Result]) -> None:
-    header = f"{'scenario':<26}{'load':<18}{'clients':>8}{'ops':>9}{'per second':>13}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    header = f"{'scenario':<24}{'load':<15}{'clients':>8}{'ops':>9}{'per second':>17}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
     print(header)
     print("-" * len(header))
     for r in results:
         rate = f"{r.rate:,.0f} {r.unit}"
-        print(f"{r.name:<26}{r.mode:<18}{r.clients:>8}{r.count:>9}{rate:>13}{r.p50:>9.2f}{r.p99:>9.2f}{r.max:>9.2f}")
+        print(f"{r.name:<24}{r.mode:<15}{r.clients:>8}{r.count:>9}{rate:>17}{r.p50:>9.2f}{r.p99:>9.2f}{r.max:>9.2f}")
 
 
 async def main(args: argparse.Namespace) -> int:

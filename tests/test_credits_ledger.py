@@ -489,6 +489,20 @@ async def test_adjust_needs_a_reason(db):
         await service.adjust(db, user, 5, "  ", "admin")
 
 
+async def test_history_lists_entries_newest_first_in_pages(db):
+    user = await account_with(db, 10)
+    for i in range(3):
+        hold = await service.reserve(db, user, 1, f"r{i}")
+        await service.capture(db, hold.id, 1)
+
+    first = await service.history(db, user, limit=4)
+    rest = await service.history(db, user, limit=4, before_id=first[-1].id)
+
+    kinds = [e.kind for e in first + rest]
+    assert kinds == ["capture", "reserve"] * 3 + ["grant"]
+    assert [e.balance_after for e in first + rest] == [7, 7, 8, 8, 9, 9, 10]
+
+
 # --- composition -------------------------------------------------------------------------------
 
 

@@ -132,17 +132,11 @@ async def capture(db: Db, hold_id: uuid.UUID, actual: int) -> int:
 
 async def release(db: Db, hold_id: uuid.UUID, *, reason: str = "released") -> None:
     """Give the hold's credits back. Idempotent; a captured hold stays captured."""
-    await _release(db, hold_id, status="released", reason=reason)
-
-
-async def _release(db: Db, hold_id: uuid.UUID, *, status: str, reason: str) -> int | None:
     async with repo.acquire(db) as conn:
-        row = await repo.settle(conn, hold_id, None, status, reason)
-        if row is not None:
-            return row["amount"]
+        if await repo.settle(conn, hold_id, None, "released", reason) is not None:
+            return
         if await repo.hold_by_id(conn, hold_id) is None:
             raise HoldNotFound("No such credit hold")
-    return None
 
 
 # --- periods, top-ups and adjustments ------------------------------------------------------------
