@@ -17,12 +17,13 @@ from server.web.logs import configure_logging
 
 
 def command_modules():
+    from server import devtools
     from server.auth import cli as auth_cli
     from server.billing import cli as billing_cli
     from server.keybank import cli as keybank_cli
     from server.simulator import cli as simulator_cli
 
-    return [auth_cli, keybank_cli, simulator_cli, billing_cli]
+    return [auth_cli, keybank_cli, simulator_cli, billing_cli, devtools]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,131 @@
+"""`python -m server dev-up`: the whole product on one machine for development and demos.
+
+Starts the ElevenLabs simulator when the key bank has no real ElevenLabs key, seeds demo
+accounts (idempotently), and runs the server with the portal. Refuses to run in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+
+import asyncpg
+from aiohttp import web
+
+from server.settings import Settings
+
+log = logging.getLogger("server.dev")
+
+DEMO_PASSWORD = "demo-password-2026"
+DEMO_ACCOUNTS = (
+    ("demo@example.com", "user", "free"),
+    ("pro@example.com", "user", "pro"),
+    ("admin@example.com", "admin", "enterprise"),
+)
+SIMULATOR_PORT = 8765
+SIMULATOR_LABEL = "simulator"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("dev-up", help="run server, portal, simulator and demo accounts (development only)")
+    up.add_argument("--simulator-port", type=int, default=SIMULATOR_PORT)
+    up.set_defaults(func=cmd_dev_up)
+
+
+def cmd_dev_up(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.is_production:
+        print("dev-up is for development; use `serve` in production")
+        return 2
+    try:
+        asyncio.run(run(settings, args.simulator_port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def run(settings: Settings, simulator_port: int) -> None:
+    from server.app import create_app
+    from server.keybank import KeyBank
+
+    simulator = None
+    async with KeyBank.open(settings) as bank:
+        if not await has_real_elevenlabs_key(bank):
+            simulator = await start_local_simulator(simulator_port)
+            settings = settings.replace(elevenlabs_base_url=simulator.url, allow_simulator=True)
+    if simulator is not None:
+        async with KeyBank.open(settings) as bank:
+            await ensure_simulator_key(bank, settings, simulator)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        await seed_demo_accounts(pool, settings)
+    finally:
+        await pool.close()
+
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    print_banner(settings)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        if simulator is not None:
+            await simulator.aclose()
+
+
+async def has_real_elevenlabs_key(bank) -> bool:
+    keys = await bank.list_keys("elevenlabs")
+    return any(k.status == "active" and k.label != SIMULATOR_LABEL for k in keys)
+
+
+async def start_local_simulator(port: int):
+    from server.simulator import SimulatorState, start_simulator
+
+    return await start_simulator(SimulatorState(), port=port)
+
+
+async def ensure_simulator_key(bank, settings: Settings, simulator) -> None:
+    """The simulator forgets its keys on restart while the key bank keeps them: register the same secret again."""
+    secret_file = settings.data_path / "simulator-key"
+    if secret_file.exists():
+        secret = secret_file.read_text().strip()
+    else:
+        secret = "sk_" + secrets.token_hex(24)
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        secret_file.write_text(secret)
+        secret_file.chmod(0o600)
+    simulator.state.add_key(secret, character_limit=10_000_000, max_concurrency=10, tier="creator",
+                            voices=["Studio Narrator (cloned)"])
+    existing = [k for k in await bank.list_keys("elevenlabs") if k.label == SIMULATOR_LABEL]
+    if existing:
+        # Whatever state it was parked in last time belongs to a simulator that is gone.
+        await bank.enable(existing[0].id)
+    else:
+        await bank.add_key(provider="elevenlabs", label=SIMULATOR_LABEL, secret=secret, max_concurrency=10)
+
+
+async def seed_demo_accounts(pool: asyncpg.Pool, settings: Settings) -> None:
+    from server.auth import service as auth
+    from server.credits import service as credits
+
+    for email, role, plan in DEMO_ACCOUNTS:
+        user_id = await pool.fetchval("SELECT id FROM users WHERE email = $1", email)
+        if user_id is None:
+            user_id = await auth.create_user(pool, settings, email, DEMO_PASSWORD, role=role)
+            await credits.set_plan(pool, user_id, plan)
+
+
+def print_banner(settings: Settings) -> None:
+    lines = [
+        "",
+        f"  SFX Studio is running at {settings.public_url}",
+        f"  API: {settings.public_url}/v1/openapi.json   portal: {settings.public_url}/",
+        f"  ElevenLabs: {settings.elevenlabs_base_url}",
+        "  Demo accounts (password: " + DEMO_PASSWORD + "):",
+        *[f"    {email:<22} {plan}{' (admin)' if role == 'admin' else ''}" for email, role, plan in DEMO_ACCOUNTS],
+        "  Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
