@@ -33,8 +33,14 @@ ensure_venv() {
   fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing Python dependencies"
-    "$PY" -m pip install -q --upgrade pip >/dev/null
-    "$PY" -m pip install -q -e "$ROOT[test]"
+    # The code runs from the checkout (cwd on sys.path), so only the dependencies are installed:
+    # building the project itself would make setuptools walk node_modules, .venv and .data.
+    "$PY" - "$ROOT/pyproject.toml" > "$VENV/requirements.txt" <<'PYEOF'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
+PYEOF
+    "$PY" -m pip install -q -r "$VENV/requirements.txt" || die "pip could not install the dependencies (see above)"
     echo "$want" > "$stamp"
   fi
 }
