@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import secrets
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 from aiohttp import web
@@ -115,6 +116,20 @@ async def seed_demo_accounts(pool: asyncpg.Pool, settings: Settings) -> None:
         if user_id is None:
             user_id = await auth.create_user(pool, settings, email, DEMO_PASSWORD, role=role)
             await credits.set_plan(pool, user_id, plan)
+        await grant_demo_month(pool, user_id, plan)
+
+
+async def grant_demo_month(pool: asyncpg.Pool, user_id, plan_code: str) -> None:
+    """Paid plans get their allowance from Stripe invoices; demo accounts get this month's as if paid."""
+    from server.credits import service as credits
+
+    plan = await credits.plan_for(pool, user_id)
+    if plan.code == "free":
+        return
+    now = datetime.now(timezone.utc)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    await credits.grant_period(pool, user_id, start, end, plan.monthly_credits, f"demo:{user_id}:{start:%Y-%m}")
 
 
 def print_banner(settings: Settings) -> None:

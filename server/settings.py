@@ -67,7 +67,7 @@ class Settings:
     login_failure_window: int = env("LOGIN_FAILURE_WINDOW", "seconds over which failed logins are counted", 900, kind=int)
 
     hold_ttl: int = env("CREDIT_HOLD_TTL", "seconds after which an unsettled credit hold is released by the sweep", 600, kind=int)
-    upgrade_url: str = env("UPGRADE_URL", "where the panel sends users who are out of credits", "http://127.0.0.1:8080/pricing")
+    upgrade_url: str = env("UPGRADE_URL", "where the panel sends users who are out of credits (default: PUBLIC_URL/pricing)", "")
 
     keybank_master_keys: str = env(
         "KEYBANK_MASTER_KEYS",
@@ -84,6 +84,13 @@ class Settings:
     upstream_deadline: float = env("UPSTREAM_DEADLINE", "total seconds a generation may spend on upstream attempts", 90.0, kind=float)
     upstream_max_attempts: int = env("UPSTREAM_MAX_ATTEMPTS", "most upstream attempts for one generation", 4, kind=int)
     audio_headroom_db: float = env("AUDIO_HEADROOM_DB", "peak level of normalised audio in dBFS", -1.0, kind=float)
+    sfx_model_id: str = env("SFX_MODEL_ID", "ElevenLabs sound-effects model used for /v1/sfx", "eleven_text_to_sound_v2")
+    voice_model_id: str = env("VOICE_MODEL_ID", "ElevenLabs text-to-speech model when a voice request names none", "eleven_multilingual_v2")
+    voice_chunk_chars: int = env("VOICE_CHUNK_CHARS", "longest text sent in one text-to-speech call; longer scripts are split at sentences and stitched", 2500, kind=int)
+    voices_refresh_interval: float = env("VOICES_REFRESH_INTERVAL", "seconds between refreshes of the cached voice list (one worker at a time)", 600.0, kind=float)
+    upstream_attempt_timeout: float = env("UPSTREAM_ATTEMPT_TIMEOUT", "seconds one upstream attempt may take before the next key is tried (within UPSTREAM_DEADLINE)", 45.0, kind=float)
+    upstream_max_connections: int = env("UPSTREAM_MAX_CONNECTIONS", "size of the shared HTTP connection pool to ElevenLabs per process", 100, kind=int)
+    retention_sweep_interval: float = env("RETENTION_SWEEP_INTERVAL", "seconds between sweeps deleting audio older than the owner's plan keeps it", 3600.0, kind=float)
 
     stripe_secret_key: str = env("STRIPE_SECRET_KEY", "Stripe secret API key", DEV_PLACEHOLDER, secret=True)
     stripe_webhook_secret: str = env("STRIPE_WEBHOOK_SECRET", "Stripe webhook signing secret", DEV_PLACEHOLDER, secret=True)
@@ -137,6 +144,8 @@ class Settings:
             if name in environ:
                 values[f.name] = _convert(name, environ[name], f.metadata["kind"])
         settings = cls(**values)
+        if not settings.upgrade_url:
+            settings = dataclasses.replace(settings, upgrade_url=settings.public_url.rstrip("/") + "/pricing")
         if settings.environment not in ENVIRONMENTS:
             raise SettingsError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}")
         if settings.is_production:

@@ -3,6 +3,7 @@
 import asyncpg
 
 from server import devtools
+from server.credits import service as credits
 from server.keybank import KeyBank
 
 
@@ -33,3 +34,13 @@ async def test_demo_accounts_are_seeded_idempotently_with_their_plans(settings):
     assert [(r["email"], r["role"], r["plan_code"]) for r in rows] == sorted(
         (email, role, plan) for email, role, plan in devtools.DEMO_ACCOUNTS
     )
+
+
+async def test_paid_demo_accounts_can_generate_right_away(settings, db):
+    await devtools.seed_demo_accounts(db, settings)
+    await devtools.seed_demo_accounts(db, settings)  # a restart grants nothing twice
+    remaining = {
+        r["email"]: (await credits.summary(db, r["id"])).remaining
+        for r in await db.fetch("SELECT id, email FROM users")
+    }
+    assert remaining == {"demo@example.com": 20, "pro@example.com": 2000, "admin@example.com": None}
