@@ -44,10 +44,11 @@ def domain_setups():
     from server.auth.handlers import setup as auth_setup
     from server.billing import setup as billing_setup
     from server.credits.handlers import setup as credits_setup
+    from server.generation import setup as generation_setup
     from server.keybank import setup as keybank_setup
     from portal import setup as portal_setup
 
-    return [auth_setup, credits_setup, keybank_setup, billing_setup, portal_setup]
+    return [auth_setup, credits_setup, keybank_setup, generation_setup, billing_setup, portal_setup]
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:

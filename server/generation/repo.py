@@ -12,6 +12,7 @@ import asyncpg
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
+
 @dataclass(frozen=True)
 class RequestClaim:
     id: uuid.UUID
@@ -22,47 +23,65 @@ class RequestClaim:
     updated_at: datetime
 
 
-async def claim_request(
-    conn: Conn, *, user_id: uuid.UUID, idempotency_key: str, request_hash: str, kind: str, stale_after: float
-) -> RequestClaim:
-    """Insert the idempotency record, or read the one that exists.
+@dataclass(frozen=True)
+class OpenedRequest:
+    claim: RequestClaim
+    generation_ids: list[uuid.UUID]  # one per variation, in order; empty unless the claim is fresh
 
-    A record whose earlier try failed (nothing was charged) or whose worker vanished long ago is
-    taken over by exactly one caller; the conditional UPDATE is the arbiter between concurrent retries.
+
+async def open_request(
+    conn: asyncpg.Connection, *, user_id: uuid.UUID, idempotency_key: str, request_hash: str, kind: str,
+    params: dict[str, Any], prompt: str | None, text: str | None, variations: Sequence[int], audio_hash: str,
+) -> OpenedRequest | None:
+    """In one round trip: make this transaction's commit asynchronous, insert the idempotency
+    record and, when it is new, a pending generations row per variation; or read the existing record.
+
+    Losing that commit in a database crash loses only a request that was never answered and never
+    charged; the capture's (synchronous) commit flushes it with everything before it anyway.
+    None: a concurrent insert committed after this statement's snapshot (ask again).
     """
-    for _ in range(5):
-        row = await conn.fetchrow(
-            """WITH ins AS (
-                   INSERT INTO generation_requests (user_id, idempotency_key, request_hash, kind)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (user_id, idempotency_key) DO NOTHING
-                   RETURNING id, status, request_hash, attempt, updated_at, true AS fresh)
-               SELECT * FROM ins
-               UNION ALL
-               SELECT id, status, request_hash, attempt, updated_at, false AS fresh
-                 FROM generation_requests
-                WHERE user_id = $1 AND idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)""",
-            user_id, idempotency_key, request_hash, kind,
-        )
-        if row is None:
-            # A concurrent insert committed after this statement's snapshot: read again.
-            continue
-        claim = RequestClaim(row["id"], row["status"], row["request_hash"], row["attempt"], row["fresh"], row["updated_at"])
-        if claim.fresh or claim.request_hash != request_hash:
-            return claim
-        taken = await conn.fetchrow(
-            """UPDATE generation_requests
-                  SET status = 'in_progress', attempt = attempt + 1, updated_at = now()
-                WHERE id = $1
-                  AND (status = 'failed'
-                       OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $2)))
-            RETURNING id, status, request_hash, attempt, updated_at""",
-            claim.id, float(stale_after),
-        )
-        if taken is not None:
-            return RequestClaim(taken["id"], taken["status"], taken["request_hash"], taken["attempt"], True, taken["updated_at"])
-        return claim
-    raise RuntimeError("could not read or create the idempotency record")
+    row = await conn.fetchrow(
+        """WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS applied),
+           ins AS (
+               INSERT INTO generation_requests (user_id, idempotency_key, request_hash, kind)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (user_id, idempotency_key) DO NOTHING
+               RETURNING id, status, request_hash, attempt, updated_at),
+           gens AS (
+               INSERT INTO generations (user_id, request_id, kind, params, prompt, text, variation, idempotency_key,
+                                        request_hash)
+               SELECT $1, ins.id, $4, $5::jsonb, $6, $7, v, $2, $9 FROM ins CROSS JOIN unnest($8::int[]) AS v
+               RETURNING id, variation)
+           SELECT ins.id, ins.status, ins.request_hash, ins.attempt, ins.updated_at, true AS fresh,
+                  (SELECT array_agg(g.id ORDER BY g.variation) FROM gens g) AS generation_ids
+             FROM ins, cfg
+           UNION ALL
+           SELECT r.id, r.status, r.request_hash, r.attempt, r.updated_at, false AS fresh, NULL
+             FROM generation_requests r, cfg
+            WHERE r.user_id = $1 AND r.idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)""",
+        user_id, idempotency_key, request_hash, kind, json.dumps(params), prompt, text, list(variations), audio_hash,
+    )
+    if row is None:
+        return None
+    claim = RequestClaim(row["id"], row["status"], row["request_hash"], row["attempt"], row["fresh"], row["updated_at"])
+    return OpenedRequest(claim, list(row["generation_ids"] or []))
+
+
+async def take_over(conn: Conn, request_id: uuid.UUID, *, stale_after: float) -> RequestClaim | None:
+    """Claim a record whose earlier try failed (nothing was charged) or whose worker vanished long
+    ago; the conditional UPDATE lets exactly one of several concurrent retries win."""
+    taken = await conn.fetchrow(
+        """UPDATE generation_requests
+              SET status = 'in_progress', attempt = attempt + 1, updated_at = now()
+            WHERE id = $1
+              AND (status = 'failed'
+                   OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $2)))
+        RETURNING id, status, request_hash, attempt, updated_at""",
+        request_id, float(stale_after),
+    )
+    if taken is None:
+        return None
+    return RequestClaim(taken["id"], taken["status"], taken["request_hash"], taken["attempt"], True, taken["updated_at"])
 
 
 async def request_status(conn: Conn, request_id: uuid.UUID) -> str | None:
@@ -91,19 +110,38 @@ async def mark_succeeded(
     conn: Conn, generation_id: uuid.UUID, *, storage_key: str, format: str, duration_seconds: float, sample_rate: int,
     size_bytes: int, credits_charged: int, hold_id: uuid.UUID | None, cached: bool, upstream_key_id: int | None,
     upstream_request_id: str | None, upstream_cost: int | None, upstream_attempts: int, latency_ms: int,
+    finish_request: uuid.UUID | None = None,
 ) -> asyncpg.Record:
+    """The row succeeds; with `finish_request`, that idempotency record too, in the same statement.
+
+    Also makes the surrounding transaction's commit asynchronous (see GenerationService._record_success)."""
     return await conn.fetchrow(
-        """UPDATE generations
+        """WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS applied),
+           finished AS (
+               UPDATE generation_requests SET status = 'succeeded', updated_at = now()
+                WHERE id = $15 AND $15 IS NOT NULL)
+           UPDATE generations
                SET status = 'succeeded', storage_key = $2, format = $3, duration_seconds = $4, sample_rate = $5,
                    size_bytes = $6, credits_charged = $7, hold_id = $8, cached = $9, upstream_key_id = $10,
                    upstream_request_id = $11, upstream_cost = $12, upstream_attempts = $13, latency_ms = $14,
                    completed_at = now()
+              FROM cfg
              WHERE id = $1
          RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
                    failure_reason, created_at, completed_at""",
         generation_id, storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-        cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts, latency_ms,
+        cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts, latency_ms, finish_request,
+    )
+
+
+async def set_charged(conn: Conn, generation_id: uuid.UUID, credits_charged: int) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """UPDATE generations SET credits_charged = $2 WHERE id = $1
+         RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+                   failure_reason, created_at, completed_at""",
+        generation_id, credits_charged,
     )
 
 

@@ -54,6 +54,7 @@ PROVIDER = "elevenlabs"
 PRICING_TTL = 30.0  # pricing rules are data; re-read them this often
 IDEMPOTENCY_KEY_MAX = 150
 _POLL_START, _POLL_MAX = 0.05, 0.5
+_UNKNOWN: Any = object()
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -157,6 +158,8 @@ class Job:
     key_ids: set[int] | None
     takes: list[Take] = field(default_factory=list)
     abandoned: bool = False
+    finished: bool = False  # the request's status was written with its only take
+    remaining: Any = _UNKNOWN  # credits left after this request (None: unlimited), once known
 
     def abandon(self) -> None:
         """The client went away: stop what has not produced audio yet."""
@@ -204,25 +207,87 @@ class GenerationService:
         key_ids = await self._voice_owners(spec) if spec.kind == "voice" else None
         pricing = await self.pricing()
         idempotency_key = check_idempotency_key(idempotency_key)
+        cached = await self._cached_takes(user_id, spec) if spec.reuse else {}
         waited_until = time.monotonic() + self.settings.upstream_deadline * 2 + 30
         while True:
-            claim = await repo.claim_request(
-                self.pool, user_id=user_id, idempotency_key=idempotency_key, request_hash=spec.request_hash,
-                kind=spec.kind, stale_after=self.stale_after,
-            )
+            job = Job(user_id, spec, plan, pricing, uuid.UUID(int=0), idempotency_key, key_ids)
+            claim = await self._open(job, cached)
             if claim.request_hash != spec.request_hash:
                 raise Conflict(
                     "This Idempotency-Key was already used for a different request; use a new key for new parameters",
                     code="idempotency_conflict",
                 )
             if claim.fresh:
-                job = Job(user_id, spec, plan, pricing, claim.id, idempotency_key, key_ids)
                 return await self._run_detached(job)
             if claim.status == "succeeded":
                 return await self._replay(user_id, claim.id)
             # The first request with this key is still running (a retry after a timeout, or a
             # double click): wait for its answer instead of starting a second, charged one.
             await self._wait_while_in_progress(claim.id, waited_until)
+
+    async def _open(self, job: Job, cached: dict[int, asyncpg.Record]) -> repo.RequestClaim:
+        """One transaction: the idempotency record, a pending row per take, and every take's credit
+        hold (all or none). A refusal (402) is recorded as failed rows in the same commit."""
+        spec = job.spec
+        refused: ApiError | None = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            opened = None
+            for _ in range(5):  # None: a concurrent first request committed mid-statement; read again
+                opened = await repo.open_request(
+                    conn, user_id=job.user_id, idempotency_key=job.idempotency_key, request_hash=spec.request_hash,
+                    kind=spec.kind, params=spec.params, prompt=spec.prompt, text=spec.text,
+                    variations=range(spec.variations), audio_hash=spec.audio_hash,
+                )
+                if opened is not None:
+                    break
+            if opened is None:
+                raise RuntimeError("the idempotency record could be neither created nor read")
+            claim, generation_ids = opened.claim, opened.generation_ids
+            if not claim.fresh and claim.request_hash == spec.request_hash and claim.status != "succeeded":
+                # A failed earlier try (nothing charged) or a long-dead worker: one retry takes it over.
+                taken = await repo.take_over(conn, claim.id, stale_after=self.stale_after)
+                if taken is not None:
+                    claim = taken
+                    rows = await repo.create_pending(
+                        conn, user_id=job.user_id, request_id=claim.id, kind=spec.kind, params=spec.params,
+                        prompt=spec.prompt, text=spec.text, variations=range(spec.variations),
+                        idempotency_key=job.idempotency_key, request_hash=spec.audio_hash,
+                    )
+                    generation_ids = [r["id"] for r in sorted(rows, key=lambda r: r["variation"])]
+            if not claim.fresh or claim.request_hash != spec.request_hash:
+                return claim
+            job.request_id = claim.id
+            for variation, generation_id in enumerate(generation_ids):
+                hit = cached.get(variation)
+                price = self.cache_price(job) if hit is not None else self.reserve_price(job)
+                job.takes.append(Take(generation_id, variation, price, cached=hit))
+            try:
+                if len(job.takes) == 1:
+                    # One hold: a refused reservation leaves nothing behind (the ledger uses its own savepoint).
+                    await self._reserve(conn, job)
+                else:
+                    # A savepoint around every take's hold: all of them, or none and a recorded refusal.
+                    async with conn.transaction():
+                        await self._reserve(conn, job)
+            except ApiError as exc:
+                refused = exc
+                for take in job.takes:
+                    take.hold = None
+                await repo.mark_failed(conn, [t.generation_id for t in job.takes], status="failed",
+                                       reason=failure_of(exc)[1])
+                await repo.finish_request(conn, claim.id, "failed")
+        if refused is not None:
+            self.metrics.generations.labels(spec.kind, "refused").inc(len(job.takes))
+            raise refused
+        return claim
+
+    async def _reserve(self, conn: asyncpg.Connection, job: Job) -> None:
+        for take in job.takes:
+            if take.price > 0:
+                take.hold = await credits.reserve(
+                    conn, job.user_id, take.price, hold_key(job.user_id, job.idempotency_key, take.variation),
+                    settings=self.settings,
+                )
 
     @property
     def stale_after(self) -> float:
@@ -253,8 +318,6 @@ class GenerationService:
     async def _run(self, job: Job) -> Outcome:
         status = "failed"
         try:
-            await self._prepare_takes(job)
-            await self._reserve(job)
             if job.abandoned:
                 cancelled = asyncio.CancelledError()
                 await self.shielded(self._fail_all(job, cancelled))
@@ -268,44 +331,19 @@ class GenerationService:
                 status = "succeeded"
             return await self._outcome(job, settled, results)
         finally:
-            await self.shielded(repo.finish_request(self.pool, job.request_id, status))
+            if not job.finished:
+                await self.shielded(repo.finish_request(self.pool, job.request_id, status))
 
-    async def _prepare_takes(self, job: Job) -> None:
-        spec = job.spec
-        rows = await repo.create_pending(
-            self.pool, user_id=job.user_id, request_id=job.request_id, kind=spec.kind, params=spec.params,
-            prompt=spec.prompt, text=spec.text, variations=range(spec.variations),
-            idempotency_key=job.idempotency_key, request_hash=spec.audio_hash,
-        )
-        for row in rows:
-            take = Take(row["id"], row["variation"], self.reserve_price(job))
-            if spec.reuse:
-                take.cached = await self._cached(job, take.variation)
-                if take.cached is not None:
-                    take.price = self.cache_price(job)
-            job.takes.append(take)
-
-    async def _cached(self, job: Job, variation: int) -> asyncpg.Record | None:
-        row = await repo.find_cached(
-            self.pool, request_hash=job.spec.audio_hash, variation=variation, user_id=job.user_id,
-            shared=job.spec.kind == "sfx",
-        )
-        if row is not None and await self.storage.exists(row["storage_key"]):
-            return row
-        return None
-
-    async def _reserve(self, job: Job) -> None:
-        """Every take's credits are set aside before any provider call; all or none."""
-        try:
-            for take in job.takes:
-                if take.price > 0:
-                    take.hold = await credits.reserve(
-                        self.pool, job.user_id, take.price, hold_key(job.user_id, job.idempotency_key, take.variation),
-                        settings=self.settings,
-                    )
-        except BaseException as exc:
-            await self.shielded(self._fail_all(job, exc))
-            raise
+    async def _cached_takes(self, user_id: uuid.UUID, spec: Spec) -> dict[int, asyncpg.Record]:
+        found = {}
+        for variation in range(spec.variations):
+            row = await repo.find_cached(
+                self.pool, request_hash=spec.audio_hash, variation=variation, user_id=user_id,
+                shared=spec.kind == "sfx",
+            )
+            if row is not None and await self.storage.exists(row["storage_key"]):
+                found[variation] = row
+        return found
 
     async def _fail_all(self, job: Job, exc: BaseException) -> None:
         for take in job.takes:
@@ -320,8 +358,9 @@ class GenerationService:
         if not results:
             raise errors[0][1]
         failed = [(variation, as_api_error(exc)) for variation, exc in errors]
-        summary = await credits.summary(self.pool, job.user_id)
-        return Outcome(results, failed, sum(r.credits for r in results), summary.remaining)
+        if job.remaining is _UNKNOWN:
+            job.remaining = (await credits.summary(self.pool, job.user_id)).remaining
+        return Outcome(results, failed, sum(r.credits for r in results), job.remaining)
 
     # --- one take ----------------------------------------------------------------------------
 
@@ -333,19 +372,12 @@ class GenerationService:
             take.produced = True
             processed = await self._post_process(spec, raw)
             storage_key = await self.storage.put(processed.data, processed.format)
-            charge = self.actual_price(job, take, processed)
-            async with self.pool.acquire() as conn, conn.transaction():
-                if take.hold is not None:
-                    charge = await credits.capture(conn, take.hold.id, charge)
-                row = await repo.mark_succeeded(
-                    conn, take.generation_id, storage_key=storage_key, format=processed.format,
-                    duration_seconds=processed.duration_seconds, sample_rate=processed.sample_rate,
-                    size_bytes=len(processed.data), credits_charged=charge if take.hold else 0,
-                    hold_id=take.hold.id if take.hold else None, cached=False, upstream_key_id=take.log.key_id,
-                    upstream_request_id=take.log.request_id,
-                    upstream_cost=take.log.cost if take.log.cost_known else None,
-                    upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
-                )
+            row = await self._record_success(
+                job, take, storage_key=storage_key, format=processed.format,
+                duration_seconds=processed.duration_seconds, sample_rate=processed.sample_rate,
+                size_bytes=len(processed.data), charge=self.actual_price(job, take, processed), cached=False,
+                latency_ms=_ms_since(started),
+            )
         except BaseException as exc:
             await self.shielded(self._fail_take(job, take, exc, started))
             if isinstance(exc, CorruptAudio):
@@ -363,22 +395,51 @@ class GenerationService:
         cached = take.cached
         assert cached is not None
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                charge = 0
-                if take.hold is not None:
-                    charge = await credits.capture(conn, take.hold.id, take.price)
-                row = await repo.mark_succeeded(
-                    conn, take.generation_id, storage_key=cached["storage_key"], format=cached["format"],
-                    duration_seconds=cached["duration_seconds"], sample_rate=cached["sample_rate"],
-                    size_bytes=cached["size_bytes"] or 0, credits_charged=charge,
-                    hold_id=take.hold.id if take.hold else None, cached=True, upstream_key_id=None,
-                    upstream_request_id=None, upstream_cost=None, upstream_attempts=0, latency_ms=_ms_since(started),
-                )
+            row = await self._record_success(
+                job, take, storage_key=cached["storage_key"], format=cached["format"],
+                duration_seconds=cached["duration_seconds"], sample_rate=cached["sample_rate"],
+                size_bytes=cached["size_bytes"] or 0, charge=take.price, cached=True, latency_ms=_ms_since(started),
+            )
         except BaseException as exc:
             await self.shielded(self._fail_take(job, take, exc, started))
             raise
         self.metrics.generations.labels(job.spec.kind, "cached").inc()
         return GenerationResult.from_row(row)
+
+    async def _record_success(self, job: Job, take: Take, *, charge: int, cached: bool, **audio: Any) -> asyncpg.Record:
+        """The row, the request's status and the charge in one commit. The credit account row is
+        locked by the capture, so that comes last and the lock is held as briefly as possible.
+
+        The commit is asynchronous (no wait for the WAL flush): it is atomic and immediately visible,
+        and only a crash of Postgres itself within a fraction of a second can lose it, which
+        loses the charge and the history row of audio already delivered, never charges twice and
+        never leaves the ledger and the balance disagreeing. Waiting for the disk here (and holding
+        the account row meanwhile) was the largest single cost of a generation."""
+        single = len(job.takes) == 1
+        charge = charge if take.hold is not None else 0
+        log_ = take.log
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await repo.mark_succeeded(
+                conn, take.generation_id, credits_charged=charge, hold_id=take.hold.id if take.hold else None,
+                cached=cached, upstream_key_id=log_.key_id, upstream_request_id=log_.request_id,
+                upstream_cost=log_.cost if log_.cost_known else None, upstream_attempts=log_.attempts,
+                finish_request=job.request_id if single else None, **audio,
+            )
+            if single:
+                # Read before the capture locks the account; the capture only gives back the unused
+                # part of this request's own hold.
+                remaining = (await credits.summary(conn, job.user_id)).remaining
+            if take.hold is not None:
+                charged = await credits.capture(conn, take.hold.id, charge)
+                if charged != charge:  # the hold was captured before (a retried request): keep its figure
+                    row = await repo.set_charged(conn, take.generation_id, charged)
+                if single and remaining is not None:
+                    remaining += take.hold.amount - charged
+            if single:
+                job.remaining = remaining
+        if single:
+            job.finished = True
+        return row
 
     async def _fail_take(self, job: Job, take: Take, exc: BaseException, started: float) -> None:
         if take.hold is not None:

@@ -21,7 +21,8 @@ from server.keybank.failures import RetryOnAnotherKey
 # Editors want 48 kHz; a WAV container tells the decoder its own sample format, raw PCM would not.
 PREFERRED_FORMAT = "wav_48000"
 # The SDK must never retry by itself: it would hammer the same key. The key bank rotates.
-NO_RETRIES: dict[str, Any] = {"max_retries": 0}
+# Its default 1 KiB read size turns a 30-second WAV into thousands of async iterations.
+NO_RETRIES: dict[str, Any] = {"max_retries": 0, "chunk_size": 64 * 1024}
 MIN_AUDIO_BYTES = 64
 STREAMING_PLACEHOLDER = 0x7FFF0000
 
