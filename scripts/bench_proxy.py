@@ -1,0 +1,279 @@
+#!/usr/bin/env python
+"""What does the proxy add to an ElevenLabs call? Both sides measured in one run.
+
+(a) baseline: the official SDK calling the ElevenLabs simulator directly;
+(b) the product: POST /v1/sfx through the proxy (auth, rate limit, idempotency record, credit
+    hold and capture, key bank lease, the same SDK call, post-processing of the 2-second clip,
+    storage, history row).
+
+The simulator answers instantly (its audio cache serves the same clip every time), so the
+difference between (a) and (b) is the proxy's own cost. Simulator and proxy each run as their
+own process (`python -m server simulator` / `python -m server serve`); the load comes from this
+one, with the same HTTP client library (httpx) on both sides. Then 10,000 requests through the
+proxy while its resident memory is sampled: it must stay flat.
+
+Everything is throwaway: a database `sfx_bench_*` (dropped at the end), a Redis prefix (deleted),
+a temporary data folder. The user is on a benchmark plan with no credit limit and a rate limit
+out of reach.
+
+    .venv/bin/python scripts/bench_proxy.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+from elevenlabs import AsyncElevenLabs  # noqa: E402
+
+from server.credits import service as credits  # noqa: E402
+from server.db import migrate  # noqa: E402
+from server.keybank import KeyBank  # noqa: E402
+from server.settings import Settings  # noqa: E402
+
+PROMPT = "Heavy wooden door slams shut in a stone hallway"
+SECONDS = 2.0
+NO_RETRIES = {"max_retries": 0}
+
+
+@dataclass
+class Run:
+    label: str
+    concurrency: int
+    latencies: list[float]
+    elapsed: float
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def db_url(base: str, name: str) -> str:
+    return urlunsplit(urlsplit(base)._replace(path="/" + name))
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(current, peak) resident set size of a process, in KiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            name, value = line.split(":", 1)
+            values[name] = int(value.split()[0])
+    return values["VmRSS"], values["VmHWM"]
+
+
+async def wait_healthy(url: str, proc: asyncio.subprocess.Process, path: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(400):
+            if proc.returncode is not None:
+                raise SystemExit(f"{url} exited with {proc.returncode}")
+            try:
+                if (await client.get(url + path)).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def measure(label: str, call, total: int, concurrency: int) -> Run:
+    latencies: list[float] = []
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Run(label, concurrency, latencies, time.perf_counter() - started)
+
+
+def report(direct: Run, proxied: Run) -> None:
+    print(f"  concurrency {direct.concurrency:>3}  ({len(direct.latencies)} / {len(proxied.latencies)} requests)")
+    print(f"    {'':<22}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for run in (direct, proxied):
+        print(f"    {run.label:<22}{run.rps:>9.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}")
+    print(f"    {'added by the proxy':<22}{'':>9}{proxied.pct(50) - direct.pct(50):>9.2f}"
+          f"{proxied.pct(95) - direct.pct(95):>9.2f}{proxied.pct(99) - direct.pct(99):>9.2f}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    tag = uuid.uuid4().hex[:10]
+    db_name = f"sfx_bench_{tag}"
+    data_dir = Path(tempfile.mkdtemp(prefix="sfx-bench-"))
+    api_key = "sk_bench_" + secrets.token_hex(20)
+    sim_port, proxy_port = free_port(), free_port()
+    sim_url, proxy_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{proxy_port}"
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": db_url(base, db_name),
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": f"sfxbench:{tag}:",
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "INFO",
+        "BCRYPT_COST": "4",
+        "ACCESS_TOKEN_TTL": "7200",
+        "DB_POOL_MIN": "5",
+        "DB_POOL_MAX": "20",
+        "JWT_SECRETS": "bench=" + secrets.token_urlsafe(32),
+        "JWT_ACTIVE_KID": "bench",
+        "KEYBANK_MASTER_KEYS": "1=" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "ELEVENLABS_BASE_URL": sim_url,
+        "RETENTION_SWEEP_INTERVAL": "86400",
+        "HOST": "127.0.0.1",
+        "PORT": str(proxy_port),
+    }
+    settings = Settings.from_env(env)
+
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE DATABASE "{db_name}"')
+    await admin.close()
+    procs: list[asyncio.subprocess.Process] = []
+    pool = redis = None
+    try:
+        await migrate(settings.database_url)
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+        # A plan for the benchmark user: unlimited credits, a rate limit it cannot reach.
+        await pool.execute(
+            """INSERT INTO plans (code, name, price_cents, monthly_credits, calendar_periods, requests_per_minute,
+                                  requests_per_hour, voice, max_sfx_seconds, max_variations, max_voice_chars,
+                                  retention_days, formats, sort_order)
+               VALUES ('bench', 'Benchmark', 0, NULL, false, 10000000, 100000000, true, 30, 4, 10000, 365,
+                       ARRAY['wav', 'mp3'], 99)"""
+        )
+        log_path = data_dir / "logs"
+        log_path.mkdir()
+        sim_log = open(log_path / "simulator.log", "wb")
+        proxy_log = open(log_path / "proxy.log", "wb")
+        sim = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "simulator", "--port", str(sim_port), "--key", api_key,
+            "--character-limit", str(10**10), "--max-concurrency", "1000", env=env, cwd=ROOT,
+            stdout=sim_log, stderr=sim_log,
+        )
+        procs.append(sim)
+        await wait_healthy(sim_url, sim, "/v1/models")
+        async with KeyBank.open(settings) as bank:
+            await bank.add_key(provider="elevenlabs", label="bench", secret=api_key, max_concurrency=1000)
+        proxy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "serve", "--no-migrate", env=env, cwd=ROOT,
+            stdout=proxy_log, stderr=proxy_log,
+        )
+        procs.append(proxy)
+        await wait_healthy(proxy_url, proxy, "/healthz")
+        print(f"simulator pid {sim.pid}, proxy pid {proxy.pid} (attach a profiler to either)", flush=True)
+
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        timeout = httpx.Timeout(60.0)
+        async with httpx.AsyncClient(base_url=proxy_url, limits=limits, timeout=timeout) as http, \
+                httpx.AsyncClient(limits=limits, timeout=timeout) as sdk_http:
+            resp = await http.post("/v1/auth/register", json={
+                "email": f"bench-{tag}@example.com", "password": "benchmark password 1", "device_name": "bench"})
+            resp.raise_for_status()
+            signed = resp.json()
+            await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
+            headers = {"Authorization": "Bearer " + signed["access_token"]}
+            eleven = AsyncElevenLabs(api_key=api_key, base_url=sim_url, httpx_client=sdk_http)
+
+            async def direct() -> None:
+                data = b""
+                async for chunk in eleven.text_to_sound_effects.convert(
+                    text=PROMPT, duration_seconds=SECONDS, output_format="wav_48000", request_options=NO_RETRIES
+                ):
+                    data += chunk
+                assert len(data) > 1000
+
+            async def proxied() -> None:
+                r = await http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
+                                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+                if r.status_code != 200:
+                    raise SystemExit(f"proxy answered {r.status_code}: {r.text[:300]}")
+                assert r.headers["content-type"] == "audio/wav" and len(r.content) > 1000
+
+            # Warm both paths: connections, caches, the simulator's synthesis of the clip.
+            await measure("warm-up", direct, 50, 5)
+            await measure("warm-up", proxied, 50, 5)
+
+            print(f"\nSFX, {SECONDS:g}-second clip, 48 kHz WAV; simulator answering instantly; {os.cpu_count()} CPUs\n")
+            levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
+            for concurrency, count in levels:
+                direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency)
+                proxied_run = await measure("(b) SDK-equivalent -> proxy", proxied, count, concurrency)
+                report(direct_run, proxied_run)
+                print()
+
+            total = 2000 if args.quick else 10_000
+            step = total // 10
+            print(f"  proxy memory over {total} requests at concurrency 10 (resident KiB after each {step})")
+            samples = []
+            for _ in range(10):
+                await measure("memory", proxied, step, 10)
+                samples.append(rss_kib(proxy.pid))
+            current = [s[0] for s in samples]
+            print("    " + " ".join(str(v) for v in current))
+            print(f"    first {current[0]} KiB, last {current[-1]} KiB, growth after the first "
+                  f"{step}: {current[-1] - current[0]:+d} KiB; peak (VmHWM) {samples[-1][1]} KiB")
+    finally:
+        for proc in reversed(procs):
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+        if pool is not None:
+            await pool.close()
+        admin = await asyncpg.connect(base)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        await admin.close()
+        redis = aioredis.from_url(redis_url)
+        keys = [k async for k in redis.scan_iter(match=f"sfxbench:{tag}:*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+        logs = (data_dir / "logs" / "proxy.log")
+        if logs.exists() and api_key in logs.read_text(errors="replace"):
+            print("WARNING: the provider key appeared in the proxy's logs")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not figures to quote)")
+    asyncio.run(main(parser.parse_args()))
