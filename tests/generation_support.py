@@ -115,10 +115,12 @@ def gen_settings(gen_env) -> Settings:
     return Settings.from_env(gen_env)
 
 
-@pytest.fixture
-async def api(aiohttp_client, gen_settings, leaks):
-    """The app under test (handler cancellation on, as when a client disconnects)."""
-    client = await aiohttp_client(create_app(gen_settings), server_kwargs={"handler_cancellation": True})
+@pytest.fixture(params=[False], ids=["server"])
+async def api(request, aiohttp_client, gen_settings, leaks):
+    """The app under test, served as `python -m server serve` serves it (aiohttp's default: a
+    handler is not cancelled when its client disconnects). Tests may parametrize `api` indirectly
+    with True to also run against a server that does cancel handlers."""
+    client = await aiohttp_client(create_app(gen_settings), server_kwargs={"handler_cancellation": request.param})
     client.leaks = leaks
     return client
 

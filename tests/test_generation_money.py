@@ -4,6 +4,8 @@ ledger balances after every scenario (checked by the autouse books_balance fixtu
 import asyncio
 import uuid
 
+import pytest
+
 from generation_support import *  # noqa: F401,F403 (fixtures)
 from generation_support import get, post, remaining, settled, user_with, wav_info
 from helpers import sign_up
@@ -80,6 +82,10 @@ async def test_audio_that_decodes_to_nothing_usable_is_not_charged(api, db, add_
     assert row["failure_reason"] == "corrupt_audio"
 
 
+BOTH_SERVERS = pytest.mark.parametrize("api", [False, True], ids=["default-server", "cancelling-server"], indirect=True)
+
+
+@BOTH_SERVERS
 async def test_a_client_that_leaves_while_waiting_for_the_provider_is_charged_nothing(api, db, add_key, sim):
     _, secret = await add_key()
     user = await user_with(api, db, 10)
@@ -102,6 +108,7 @@ async def test_a_client_that_leaves_while_waiting_for_the_provider_is_charged_no
     assert resp.status == 200
 
 
+@BOTH_SERVERS
 async def test_a_client_that_leaves_after_the_audio_arrived_finds_it_in_history_charged_once(
     api, db, add_key, sim, service, monkeypatch
 ):

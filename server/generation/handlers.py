@@ -59,7 +59,8 @@ def _service(request: web.Request) -> GenerationService:
 async def create_sfx(request: web.Request, body: SfxRequest) -> web.StreamResponse:
     user = await authenticate(request)
     spec = sfx_spec(body, model_id=request.app[SETTINGS].sfx_model_id)
-    outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY))
+    outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY),
+                                             client_gone=_client_gone(request))
     return await _created(request, outcome, force_json=body.variations > 1)
 
 
@@ -70,7 +71,8 @@ async def create_sfx(request: web.Request, body: SfxRequest) -> web.StreamRespon
 async def create_voice(request: web.Request, body: VoiceRequest) -> web.StreamResponse:
     user = await authenticate(request)
     spec = voice_spec(body, default_model=request.app[SETTINGS].voice_model_id)
-    outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY))
+    outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY),
+                                             client_gone=_client_gone(request))
     return await _created(request, outcome, force_json=False)
 
 
@@ -123,6 +125,12 @@ async def delete_generation(request: web.Request) -> web.Response:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _client_gone(request: web.Request):
+    # aiohttp drops the transport when the peer disconnects; servers that do not cancel handlers
+    # on disconnect (the default) learn of it only this way.
+    return lambda: request.transport is None or request.transport.is_closing()
 
 
 def _generation_id(request: web.Request) -> uuid.UUID:

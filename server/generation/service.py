@@ -55,6 +55,8 @@ PRICING_TTL = 30.0  # pricing rules are data; re-read them this often
 IDEMPOTENCY_KEY_MAX = 150
 _POLL_START, _POLL_MAX = 0.05, 0.5
 _UNKNOWN: Any = object()
+# How often a running request checks that its client is still connected.
+CLIENT_POLL_SECONDS = 0.2
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -200,7 +202,12 @@ class GenerationService:
 
     # --- entry point -----------------------------------------------------------------------
 
-    async def create(self, user_id: uuid.UUID, spec: Spec, idempotency_key: str | None) -> Outcome:
+    async def create(
+        self, user_id: uuid.UUID, spec: Spec, idempotency_key: str | None,
+        *, client_gone: Callable[[], bool] | None = None,
+    ) -> Outcome:
+        """Generate (or replay) what `spec` asks for. `client_gone` tells whether the caller has
+        disconnected, for servers that do not cancel handlers when that happens."""
         plan = await credits.plan_for(self.pool, user_id)
         await self.rate_limiter.hit(user_id, plan)
         check_plan(spec, plan, upgrade_url=self.settings.upgrade_url)
@@ -218,7 +225,7 @@ class GenerationService:
                     code="idempotency_conflict",
                 )
             if claim.fresh:
-                return await self._run_detached(job)
+                return await self._run_detached(job, client_gone)
             if claim.status == "succeeded":
                 return await self._replay(user_id, claim.id)
             # The first request with this key is still running (a retry after a timeout, or a
@@ -305,13 +312,29 @@ class GenerationService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
-    async def _run_detached(self, job: Job) -> Outcome:
+    async def _run_detached(self, job: Job, client_gone: Callable[[], bool] | None = None) -> Outcome:
         task = self.spawn(self._run(job))
+        watcher = self.spawn(self._watch_client(job, task, client_gone)) if client_gone else None
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             job.abandon()
+            current = asyncio.current_task()
+            if current is not None and not current.cancelling():
+                # Not this handler being cancelled: the watcher saw the client leave and stopped the work.
+                raise ApiError("The client closed the connection; nothing was charged for unfinished takes",
+                               code="client_closed_request", status=499) from None
             raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _watch_client(self, job: Job, task: asyncio.Task, client_gone: Callable[[], bool]) -> None:
+        while not task.done():
+            await asyncio.sleep(CLIENT_POLL_SECONDS)
+            if client_gone():
+                job.abandon()
+                return
 
     # --- one request -----------------------------------------------------------------------
 
