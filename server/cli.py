@@ -76,8 +76,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(migrate(settings.database_url))
     logging.getLogger("server").info("starting", extra={"host": settings.host, "port": settings.port, "env": settings.environment})
     # run_app handles SIGINT/SIGTERM: stops accepting, lets requests finish, runs cleanup_ctx.
+    # handler_cancellation: a panel that cancels (closes the connection) must stop its generation,
+    # or it would be produced and charged anyway; work that must outlive a disconnect shields itself.
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
-                shutdown_timeout=30, print=None)
+                shutdown_timeout=30, print=None, handler_cancellation=True)
     return 0
 
 

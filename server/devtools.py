@@ -64,7 +64,7 @@ async def run(settings: Settings, simulator_port: int) -> None:
     finally:
         await pool.close()
 
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = web.AppRunner(create_app(settings), access_log=None, handler_cancellation=True)  # as `serve`
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     print_banner(settings)

@@ -147,3 +147,25 @@ async def test_metrics_count_requests_per_route_and_status(echo_client):
     assert 'http_requests_total{method="POST",route="/v1/echo",status="200"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
     assert "http_request_duration_seconds_bucket" in text
+
+
+async def test_v1_answers_cross_origin_requests_from_the_panel(echo_client):
+    """The panel runs from a file:// page inside Premiere: preflights pass and errors stay readable."""
+    preflight = await echo_client.options(
+        "/v1/echo",
+        headers={"Origin": "null", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"},
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Idempotency-Key" in preflight.headers["Access-Control-Allow-Headers"]
+
+    error = await echo_client.post("/v1/echo", json={"name": "x", "count": 1}, headers={"Origin": "null"})
+    assert error.status == 422
+    assert error.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Retry-After" in error.headers["Access-Control-Expose-Headers"]
+
+
+async def test_pages_outside_v1_get_no_cors_headers(echo_client):
+    resp = await echo_client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers

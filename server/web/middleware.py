@@ -116,6 +116,35 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
     return ApiError(message, code=code, status=exc.status, headers=headers)
 
 
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+CORS_EXPOSE_HEADERS = (
+    "X-Request-Id, Retry-After, Content-Disposition, X-Generation-Id, X-Credits-Charged, "
+    "X-Credits-Remaining, X-Audio-Duration"
+)
+
+
+@web.middleware
+async def cors(request: web.Request, handler) -> web.StreamResponse:
+    """The panel's page is a file:// origin inside Premiere, so /v1 answers cross-origin requests.
+
+    Any origin is safe here: the API authenticates with bearer tokens, never cookies, so a
+    foreign page gains nothing it could not do with the token itself.
+    """
+    if not request.path.startswith("/v1"):
+        return await handler(request)
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        response = await handler(request)
+    if not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    return response
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
