@@ -61,6 +61,7 @@ class Run:
     concurrency: int
     latencies: list[float]
     elapsed: float
+    cpu_ms: dict[str, float] | None = None  # CPU per request of each server process
 
     @property
     def rps(self) -> float:
@@ -79,6 +80,12 @@ def free_port() -> int:
 
 def db_url(base: str, name: str) -> str:
     return urlunsplit(urlsplit(base)._replace(path="/" + name))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -105,7 +112,9 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, path: str) ->
     raise SystemExit(f"{url} did not come up")
 
 
-async def measure(label: str, call, total: int, concurrency: int) -> Run:
+async def measure(label: str, call, total: int, concurrency: int, pids: dict[str, int] | None = None) -> Run:
+    """`total` calls, `concurrency` at a time; with `pids`, also the CPU each of those processes spent."""
+    before = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
     latencies: list[float] = []
     remaining = total
 
@@ -119,15 +128,18 @@ async def measure(label: str, call, total: int, concurrency: int) -> Run:
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Run(label, concurrency, latencies, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu = {name: (cpu_seconds(pid) - before[name]) * 1000 / total for name, pid in (pids or {}).items()}
+    return Run(label, concurrency, latencies, elapsed, cpu)
 
 
 def report(direct: Run, proxied: Run) -> None:
     print(f"  concurrency {direct.concurrency:>3}  ({len(direct.latencies)} / {len(proxied.latencies)} requests)")
-    print(f"    {'':<22}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    print(f"    {'':<24}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}   CPU ms per request")
     for run in (direct, proxied):
-        print(f"    {run.label:<22}{run.rps:>9.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}")
-    print(f"    {'added by the proxy':<22}{'':>9}{proxied.pct(50) - direct.pct(50):>9.2f}"
+        cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in (run.cpu_ms or {}).items())
+        print(f"    {run.label:<24}{run.rps:>8.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}   {cpu}")
+    print(f"    {'added by the proxy':<24}{'':>8}{proxied.pct(50) - direct.pct(50):>9.2f}"
           f"{proxied.pct(95) - direct.pct(95):>9.2f}{proxied.pct(99) - direct.pct(99):>9.2f}")
 
 
@@ -230,11 +242,14 @@ async def main(args: argparse.Namespace) -> None:
             await measure("warm-up", direct, 50, 5)
             await measure("warm-up", proxied, 50, 5)
 
-            print(f"\nSFX, {SECONDS:g}-second clip, 48 kHz WAV; simulator answering instantly; {os.cpu_count()} CPUs\n")
+            load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"\nSFX, {SECONDS:g}-second clip, 48 kHz WAV; simulator answering instantly; "
+                  f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews every figure)\n")
+            pids = {"simulator": sim.pid, "proxy": proxy.pid}
             levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
             for concurrency, count in levels:
-                direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency)
-                proxied_run = await measure("(b) SDK-equivalent -> proxy", proxied, count, concurrency)
+                direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, pids)
+                proxied_run = await measure("(b) httpx -> proxy", proxied, count, concurrency, pids)
                 report(direct_run, proxied_run)
                 print()
 

@@ -407,7 +407,8 @@ class GenerationService:
                 raise as_api_error(exc) from None
             raise
         self.metrics.generations.labels(spec.kind, "succeeded").inc()
-        log.info("generation succeeded", extra={
+        # DEBUG: the request's own log line already records each call; details live in the row.
+        log.debug("generation succeeded", extra={
             "generation_id": str(take.generation_id), "kind": spec.kind, "key_id": take.log.key_id,
             "attempts": take.log.attempts, "credits": row["credits_charged"], "latency_ms": _ms_since(started),
         })
