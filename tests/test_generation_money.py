@@ -10,6 +10,8 @@ from generation_support import *  # noqa: F401,F403 (fixtures)
 from generation_support import get, post, remaining, settled, user_with, wav_info
 from helpers import sign_up
 from server.credits import service as credits
+from server.generation.models import SfxRequest
+from server.generation.params import sfx_spec
 
 SFX = {"prompt": "glass breaking", "duration_seconds": 2}
 
@@ -217,3 +219,38 @@ async def test_upstream_user_errors_are_400_and_charge_nothing(api, db, add_key,
     [row] = await generation_rows(db)
     assert row["failure_reason"] == "invalid_request: model_not_found"
 
+
+
+async def test_a_request_cancelled_while_its_records_are_opened_holds_nothing_and_can_be_retried(
+    api, db, add_key, service, monkeypatch
+):
+    await add_key()
+    user = await user_with(api, db, 10)
+    original_open = service._open
+    opened = asyncio.Event()
+
+    async def slow_open(job, cached):
+        claim = await original_open(job, cached)
+        opened.set()
+        await asyncio.sleep(0.3)  # the client leaves right after the records and the hold were committed
+        return claim
+
+    monkeypatch.setattr(service, "_open", slow_open)
+    spec = sfx_spec(SfxRequest(**SFX), model_id=service.settings.sfx_model_id)
+    request = asyncio.ensure_future(service.create(user.user_id, spec, "open-then-leave"))
+    await opened.wait()
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    for _ in range(100):
+        if await db.fetchval("SELECT status FROM generation_requests") == "failed":
+            break
+        await asyncio.sleep(0.02)
+    [row] = await generation_rows(db)
+    assert row["status"] == "cancelled"
+    assert await remaining(db, user.user_id) == 10
+    # The same click retried: generated and charged once, not stuck behind an "in progress" record.
+    monkeypatch.setattr(service, "_open", original_open)
+    resp, _ = await post(api, "/v1/sfx", user, SFX, key="open-then-leave")
+    assert resp.status == 200
+    assert await remaining(db, user.user_id) == 9

@@ -218,7 +218,7 @@ class GenerationService:
         waited_until = time.monotonic() + self.settings.upstream_deadline * 2 + 30
         while True:
             job = Job(user_id, spec, plan, pricing, uuid.UUID(int=0), idempotency_key, key_ids)
-            claim = await self._open(job, cached)
+            claim = await self._open_shielded(job, cached)
             if claim.request_hash != spec.request_hash:
                 raise Conflict(
                     "This Idempotency-Key was already used for a different request; use a new key for new parameters",
@@ -287,6 +287,25 @@ class GenerationService:
             self.metrics.generations.labels(spec.kind, "refused").inc(len(job.takes))
             raise refused
         return claim
+
+    async def _open_shielded(self, job: Job, cached: dict[int, asyncpg.Record]) -> repo.RequestClaim:
+        """_open runs to its end even if the client leaves meanwhile; then what it opened is closed
+        as cancelled, so no idempotency record is left "in progress" with credits on hold."""
+        opening = self.spawn(self._open(job, cached))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            self.spawn(self._close_opened(opening, job))
+            raise
+
+    async def _close_opened(self, opening: asyncio.Task, job: Job) -> None:
+        try:
+            claim = await opening
+        except Exception:
+            return  # nothing was opened (or the refusal was recorded already)
+        if claim.fresh:
+            await self._fail_all(job, asyncio.CancelledError())
+            await repo.finish_request(self.pool, job.request_id, "failed")
 
     async def _reserve(self, conn: asyncpg.Connection, job: Job) -> None:
         for take in job.takes:
