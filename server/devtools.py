@@ -1,7 +1,8 @@
 """`python -m server dev-up`: the whole product on one machine for development and demos.
 
-Starts the ElevenLabs simulator when the key bank has no real ElevenLabs key, seeds demo
-accounts (idempotently), and runs the server with the portal. Refuses to run in production.
+Starts the ElevenLabs simulator when the key bank has no real ElevenLabs key, the local Stripe
+when no Stripe test key is configured, seeds demo accounts (idempotently), and runs the server
+with the portal. Refuses to run in production.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ DEMO_ACCOUNTS = (
 )
 SIMULATOR_PORT = 8765
 SIMULATOR_LABEL = "simulator"
+STRIPE_PORT = 8766
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("dev-up", help="run server, portal, simulator and demo accounts (development only)")
     up.add_argument("--simulator-port", type=int, default=SIMULATOR_PORT)
+    up.add_argument("--stripe-port", type=int, default=STRIPE_PORT)
     up.set_defaults(func=cmd_dev_up)
 
 
@@ -40,13 +43,13 @@ def cmd_dev_up(args: argparse.Namespace, settings: Settings) -> int:
         print("dev-up is for development; use `serve` in production")
         return 2
     try:
-        asyncio.run(run(settings, args.simulator_port))
+        asyncio.run(run(settings, args.simulator_port, args.stripe_port))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def run(settings: Settings, simulator_port: int) -> None:
+async def run(settings: Settings, simulator_port: int, stripe_port: int) -> None:
     from server.app import create_app
     from server.keybank import KeyBank
 
@@ -64,6 +67,13 @@ async def run(settings: Settings, simulator_port: int) -> None:
     finally:
         await pool.close()
 
+    stripe_sim = None
+    if uses_generated_stripe_key(settings):
+        # No Stripe test account configured: checkout, the customer portal and webhooks run
+        # against the local Stripe, which posts signed webhooks back to this server.
+        stripe_sim = await start_local_stripe(settings, stripe_port)
+        settings = settings.replace(stripe_api_base=stripe_sim[0].base_url)
+
     runner = web.AppRunner(create_app(settings), access_log=None, handler_cancellation=True)  # as `serve`
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
@@ -72,8 +82,29 @@ async def run(settings: Settings, simulator_port: int) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        if stripe_sim is not None:
+            await stripe_sim[1].__aexit__(None, None, None)
         if simulator is not None:
             await simulator.aclose()
+
+
+def uses_generated_stripe_key(settings: Settings) -> bool:
+    """Secrets generated for dev start with dev_; a real Stripe test key starts with sk_test_."""
+    return settings.stripe_secret_key.startswith("dev_")
+
+
+async def start_local_stripe(settings: Settings, port: int):
+    from server.simulator.stripe import running_fake_stripe
+
+    context = running_fake_stripe(
+        api_key=settings.stripe_secret_key,
+        webhook_secret=settings.stripe_webhook_secret,
+        price_ids=settings.price_ids,
+        webhook_url=settings.public_url.rstrip("/") + "/webhooks/stripe",
+        port=port,
+    )
+    fake = await context.__aenter__()
+    return fake, context
 
 
 async def has_real_elevenlabs_key(bank) -> bool:
@@ -137,7 +168,7 @@ def print_banner(settings: Settings) -> None:
         "",
         f"  SFX Studio is running at {settings.public_url}",
         f"  API: {settings.public_url}/v1/openapi.json   portal: {settings.public_url}/",
-        f"  ElevenLabs: {settings.elevenlabs_base_url}",
+        f"  ElevenLabs: {settings.elevenlabs_base_url}   Stripe: {settings.stripe_api_base}",
         "  Demo accounts (password: " + DEMO_PASSWORD + "):",
         *[f"    {email:<22} {plan}{' (admin)' if role == 'admin' else ''}" for email, role, plan in DEMO_ACCOUNTS],
         "  Ctrl-C stops everything.",

@@ -1,6 +1,6 @@
 """Stripe webhooks: verified on the raw body, applied once, per customer, in any order.
 
-The real stripe SDK talks to a local fake Stripe (tests/fakes/stripe_fake.py); events are the
+The real stripe SDK talks to a local fake Stripe (server/simulator/stripe.py); events are the
 fake's snapshots, signed with stripe.WebhookSignature.generate_signature_header and POSTed to
 /webhooks/stripe on the app under test.
 """

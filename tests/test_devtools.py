@@ -1,6 +1,7 @@
 """`python -m server dev-up` seeds a usable product: a simulator key in the bank and demo accounts."""
 
 import asyncpg
+import stripe
 
 from server import devtools
 from server.credits import service as credits
@@ -44,3 +45,21 @@ async def test_paid_demo_accounts_can_generate_right_away(settings, db):
         for r in await db.fetch("SELECT id, email FROM users")
     }
     assert remaining == {"demo@example.com": 20, "pro@example.com": 2000, "admin@example.com": None}
+
+
+async def test_dev_without_a_stripe_test_key_runs_a_local_stripe_that_knows_the_plans(tmp_path):
+    from server.settings import Settings
+
+    dev = Settings.from_env({"APP_ENV": "dev", "DATA_DIR": str(tmp_path)})
+    assert devtools.uses_generated_stripe_key(dev)
+    assert not devtools.uses_generated_stripe_key(dev.replace(stripe_secret_key="sk_test_" + "a" * 24))
+
+    fake, context = await devtools.start_local_stripe(dev, 0)
+    try:
+        client = stripe.StripeClient(dev.stripe_secret_key, base_addresses={"api": fake.base_url},
+                                     http_client=stripe.AIOHTTPClient())
+        prices = await client.v1.prices.list_async()
+        assert {p.id for p in prices.data} >= {dev.price_ids["basic"], dev.price_ids["pro"]}
+        assert fake.webhook_url == dev.public_url + "/webhooks/stripe"
+    finally:
+        await context.__aexit__(None, None, None)

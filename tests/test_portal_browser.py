@@ -1,6 +1,6 @@
 """The portal in a real headless Chromium against the real app on a local port.
 
-Payments go through the local fake Stripe (tests/fakes/stripe_fake.py): its hosted Checkout
+Payments go through the local fake Stripe (server/simulator/stripe.py): its hosted Checkout
 page sends signed webhooks to the app before redirecting back, like Stripe does. Every page
 visited must load without a console error (a CSP violation counts as one), and screenshots
 of the main pages are written to test-artifacts/portal/ (git-ignored) for a human to look at.
