@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import time

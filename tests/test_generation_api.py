@@ -1,13 +1,13 @@
 """The panel's generation API end to end: HTTP in, the official SDK out to the ElevenLabs simulator,
 real post-processing, storage, credits and history."""
 
-import json
 import re
 import uuid
 
-from generation_support import *  # noqa: F401,F403 (fixtures)
-from generation_support import get, post, remaining, user_with, wav_info
-from helpers import sign_up
+from generation_support import (  # noqa: F401 (fixtures, used by name; two of them autouse)
+    add_key, api, bank, books_balance, gen_env, gen_settings, leaks, no_secret_in_logs_or_responses, service, sim,
+)
+from generation_support import post, remaining, user_with, wav_info
 
 
 async def test_a_sound_effect_comes_back_as_a_48k_wav_of_the_asked_length_and_is_charged(api, db, add_key, sim):

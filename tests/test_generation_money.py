@@ -2,11 +2,12 @@
 ledger balances after every scenario (checked by the autouse books_balance fixture)."""
 
 import asyncio
-import uuid
 
 import pytest
 
-from generation_support import *  # noqa: F401,F403 (fixtures)
+from generation_support import (  # noqa: F401 (fixtures, used by name; two of them autouse)
+    add_key, api, bank, books_balance, gen_env, gen_settings, leaks, no_secret_in_logs_or_responses, service, sim,
+)
 from generation_support import get, post, remaining, settled, user_with, wav_info
 from helpers import sign_up
 from server.credits import service as credits

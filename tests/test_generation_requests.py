@@ -4,7 +4,9 @@ plan limits, and voices (which key owns which voice)."""
 import asyncio
 import uuid
 
-from generation_support import *  # noqa: F401,F403 (fixtures)
+from generation_support import (  # noqa: F401 (fixtures, used by name; two of them autouse)
+    add_key, api, bank, books_balance, gen_env, gen_settings, leaks, no_secret_in_logs_or_responses, service, sim,
+)
 from generation_support import get, post, remaining, user_with, wav_info
 from helpers import sign_up
 

@@ -9,7 +9,9 @@ import time
 
 import aiohttp
 
-from generation_support import *  # noqa: F401,F403 (fixtures)
+from generation_support import (  # noqa: F401 (fixtures, used by name; two of them autouse)
+    add_key, api, bank, books_balance, gen_env, gen_settings, leaks, no_secret_in_logs_or_responses, service, sim,
+)
 from generation_support import post, remaining, user_with, wav_info
 from server.credits import service as credits
 from server.keybank.refresher import refresh_once
