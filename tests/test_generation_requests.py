@@ -35,17 +35,14 @@ async def test_variations_are_separate_generations_made_concurrently_and_listed_
     _, secret = await add_key(max_concurrency=4)
     user = await user_with(api, db, 10)
     sim.state.inject(secret, "slow", delay=0.3, times=3)
-    started = asyncio.get_running_loop().time()
     resp, data = await post(api, "/v1/sfx", user, {"prompt": "sword clash", "duration_seconds": 2, "variations": 3})
-    elapsed = asyncio.get_running_loop().time() - started
     assert resp.status == 200, data
     body = await resp.json()
     assert [g["variation"] for g in body["generations"]] == [0, 1, 2]
     assert len({g["id"] for g in body["generations"]}) == 3
     assert body["credits"]["charged"] == 3 and body["failed"] == []
     assert len(sim.calls(secret, "sound-generation")) == 3
-    assert elapsed < 0.85  # three 0.3 s calls side by side, not one after another
-    assert sim.peak(secret) == 3
+    assert sim.peak(secret) == 3  # each call takes 0.3 s: the provider had all three at once
 
 
 async def test_a_failed_variation_is_reported_and_not_charged_while_the_others_are_kept(api, db, add_key, sim):
