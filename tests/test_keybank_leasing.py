@@ -1,91 +1,25 @@
 """Leasing keys through Redis: atomic, capacity-safe across processes, self-healing, preferring the best key."""
 
 import asyncio
-import io
 import json
-import logging
 import os
-import secrets
 import sys
 
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from server.keybank import KEYBANK, KeyBank, KeyBankConfig
+from server.keybank import KEYBANK, KeyBankConfig
 from server.keybank.leases import CandidateRow, Granted
-from server.simulator import SimulatorState, create_simulator_app
 from server.web.errors import ServiceUnavailable
-from server.web.logs import JsonFormatter
+from keybank_support import add_key, bank, json_logs, new_secret, redis, secrets_made, sim, sim_settings  # noqa: F401
 
-# --- fixtures (the same small set in each key bank test module) ----------------------------
-
-
-@pytest.fixture
-def secrets_made():
-    return []
+# --- fixtures (shared ones in keybank_support) ---------------------------------------------
 
 
 @pytest.fixture
-def new_secret(secrets_made):
-    def make():
-        value = "kb" + secrets.token_hex(20)
-        secrets_made.append(value)
-        return value
-
-    return make
-
-
-@pytest.fixture(autouse=True)
-def json_logs(secrets_made, caplog):
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    caplog.set_level(logging.DEBUG)
-    yield stream
-    root.removeHandler(handler)
-    raw = [json.dumps(r.__dict__, default=str) for phase in ("setup", "call") for r in caplog.get_records(phase)]
-    text = "\n".join(raw) + stream.getvalue()
-    assert [s for s in secrets_made if s in text] == []
-
-
-@pytest.fixture
-async def sim(aiohttp_server):
-    state = SimulatorState()
-    server = await aiohttp_server(create_simulator_app(state))
-    return state, str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-async def redis(settings):
-    client = aioredis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def sim_settings(settings, sim):
-    return settings.replace(elevenlabs_base_url=sim[1])
-
-
-@pytest.fixture
-async def bank(sim_settings, db, redis):
-    bank = KeyBank(sim_settings, db, redis, config=KeyBankConfig(cooldown_base=5.0, no_key_retry_after=3.0))
-    yield bank
-    await bank.aclose()
-
-
-@pytest.fixture
-def add_key(bank, sim, new_secret):
-    async def add(label, *, max_concurrency=2, weight=1, limit=100_000, used=0):
-        secret = new_secret()
-        sim[0].add_key(secret, character_limit=limit, character_count=used, max_concurrency=max_concurrency)
-        view = await bank.add_key(provider="elevenlabs", label=label, secret=secret, max_concurrency=max_concurrency, weight=weight)
-        return view, secret
-
-    return add
+def bank_config():
+    return KeyBankConfig(cooldown_base=5.0, no_key_retry_after=3.0)
 
 
 async def try_acquire(bank, **kwargs):
