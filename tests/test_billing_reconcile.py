@@ -6,36 +6,12 @@ import asyncio
 import os
 import sys
 
-import pytest
 
 from fakes.stripe_fake import checkout_and_pay, fake_stripe, session_id_of  # noqa: F401 (fixture)
-from helpers import unique_email
-from server.auth.service import CurrentUser, create_user
-from server.billing import BILLING
+from billing_support import billing, fake, new_user, settings  # noqa: F401 (fixtures)
 from server.billing.service import BillingService
 from server.billing.stripe_client import StripeGateway
 from server.credits import service as credits
-
-
-@pytest.fixture
-def settings(settings, fake_stripe):
-    return settings.replace(stripe_api_base=fake_stripe.base_url)
-
-
-@pytest.fixture
-async def fake(client, fake_stripe):
-    fake_stripe.webhook_url = str(client.make_url("/webhooks/stripe"))
-    return fake_stripe
-
-
-async def new_user(db, settings) -> CurrentUser:
-    email = unique_email("billing")
-    user_id = await create_user(db, settings, email, "correct horse battery")
-    return CurrentUser(id=user_id, email=email, role="user", status="active", session_id=None)
-
-
-def billing(client):
-    return client.server.app[BILLING]
 
 
 async def run_cli(test_env, fake, *args) -> tuple[int, str, str]:
