@@ -20,7 +20,10 @@ DB = web.AppKey("db", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 METRICS = web.AppKey("metrics", "Metrics")
-ENDPOINTS = web.AppKey("endpoints", list)  # list[Endpoint], the /v1 routes with their schemas
+ENDPOINTS = web.AppKey("endpoints", list)
+# The auth domain's `authenticate(request)`: declared routes with auth=True call it before reading
+# the body, so an anonymous caller learns nothing from validation errors.
+AUTHENTICATE = web.AppKey("authenticate", object)  # list[Endpoint], the /v1 routes with their schemas
 
 # Per-request values.
 REQUEST_ID = web.RequestKey("request_id", str)

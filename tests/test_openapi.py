@@ -1,5 +1,7 @@
 """The OpenAPI document describes exactly the /v1 routes the app serves."""
 
+import re
+
 from server.web.api import openapi_path
 from server.web.health import openapi_document
 
@@ -50,3 +52,19 @@ def test_every_operation_documents_the_error_envelope(app):
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert op["responses"]["default"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, (method, path)
+
+
+async def test_routes_documented_as_authenticated_refuse_anonymous_callers_before_reading_the_body(client):
+    """The document's `security` is enforced, not decoration: an anonymous malformed body is a 401, not a 422."""
+    doc = await (await client.get("/v1/openapi.json")).json()
+    checked = 0
+    for path, ops in doc["paths"].items():
+        concrete = re.sub(r"\{\w+\}", "00000000-0000-0000-0000-000000000000", path)
+        for method, op in ops.items():
+            resp = await client.request(method.upper(), concrete, data=b"{broken", headers={"Content-Type": "application/json"})
+            if "security" in op:
+                checked += 1
+                assert resp.status == 401, (method, path, resp.status)
+            else:
+                assert resp.status != 401, (method, path)
+    assert checked >= 10

@@ -12,7 +12,7 @@ from typing import Annotated, AsyncIterator, Literal
 import pydantic
 from aiohttp import web
 
-from server.appkeys import DB, METRICS, REDIS, SETTINGS
+from server.appkeys import AUTHENTICATE, DB, METRICS, REDIS, SETTINGS
 from server.auth import service
 from server.auth.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from server.auth.passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
@@ -209,6 +209,7 @@ async def revoke_device(request: web.Request) -> web.Response:
 # --- wiring -------------------------------------------------------------------------------
 
 def setup(app: web.Application) -> None:
+    app[AUTHENTICATE] = service.authenticate
     api.register(app)
     app.cleanup_ctx.append(prune_tokens_ctx)
 

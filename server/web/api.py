@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Iterable
 import pydantic
 from aiohttp import web
 
-from server.appkeys import ENDPOINTS, SETTINGS
+from server.appkeys import AUTHENTICATE, ENDPOINTS, SETTINGS
 from server.web.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
@@ -66,6 +66,8 @@ class ApiRoutes:
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             async def wrapped(request: web.Request) -> web.StreamResponse:
+                if auth:
+                    await request.app[AUTHENTICATE](request)
                 kwargs: dict[str, Any] = {}
                 if body is not None:
                     kwargs["body"] = await parse_body(request, body)
