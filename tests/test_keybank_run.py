@@ -298,6 +298,65 @@ async def test_reported_cost_keeps_the_quota_current_in_postgres_and_redis(bank,
     assert int(await redis.hget(bank.leases.key("quota", "elevenlabs"), str(view.id))) == 8_750
 
 
+def costing(amount):
+    async def attempt(lease):
+        lease.report_headers({"character-cost": str(amount)})
+        return "ok"
+
+    return attempt
+
+
+async def test_a_success_counts_its_cost_in_redis_and_the_flush_writes_it_to_postgres_once(bank, add_key, db):
+    view, _ = await add_key("k", limit=10_000, used=1_000)
+    for _ in range(3):
+        await run(bank, scripted(k=costing(100))[0])
+    # Off the request path: Postgres has not been written yet, but the bank already shows the usage.
+    assert await db.fetchval("SELECT quota_used FROM provider_keys WHERE id = $1", view.id) == 1_000
+    assert (await bank.get_key(view.id)).quota_used == 1_300
+
+    assert await bank.flush_usage() == {view.id: 300}
+    assert await db.fetchval("SELECT quota_used FROM provider_keys WHERE id = $1", view.id) == 1_300
+    assert await bank.flush_usage() == {}  # nothing is written twice
+    assert await db.fetchval("SELECT quota_used FROM provider_keys WHERE id = $1", view.id) == 1_300
+    assert (await bank.get_key(view.id)).quota_used == 1_300
+
+
+async def test_two_workers_flushing_together_write_each_amount_once(bank, add_key, db, sim_settings):
+    view, _ = await add_key("k", limit=10_000, used=0)
+    await run(bank, scripted(k=costing(40))[0])
+    other_redis = aioredis.from_url(sim_settings.redis_url, decode_responses=True)
+    other_worker = KeyBank(sim_settings, db, other_redis)
+    try:
+        await asyncio.gather(bank.flush_usage(), other_worker.flush_usage())
+        await asyncio.gather(bank.flush_usage(), other_worker.flush_usage())
+    finally:
+        await other_worker.aclose()
+        await other_redis.aclose()
+    assert await db.fetchval("SELECT quota_used FROM provider_keys WHERE id = $1", view.id) == 40
+
+
+async def test_a_resync_before_the_flush_keeps_the_unflushed_usage_off_the_remaining_quota(bank, add_key, redis):
+    rich, _ = await add_key("rich", limit=10_000, used=0)
+    poor, _ = await add_key("poor", limit=10_000, used=4_000)
+    await run(bank, scripted(rich=costing(8_000))[0], key_ids={rich.id})
+    await bank.sync("elevenlabs")  # e.g. another worker's refresher, before any flush
+    assert int(await redis.hget(bank.leases.key("quota", "elevenlabs"), str(rich.id))) == 2_000
+    lease = await bank.acquire("elevenlabs")
+    assert lease.key_id == poor.id  # 6,000 left beats 2,000 left
+    await bank.release(lease, succeeded=False)
+
+
+async def test_the_refresher_flushes_before_reading_so_the_providers_count_is_not_added_twice(bank, add_key, sim, db):
+    state, _ = sim
+    view, secret = await add_key("k", limit=10_000, used=0)
+    await run(bank, scripted(k=costing(500))[0])
+    state.set_usage(secret, character_count=500)  # the provider counted the same 500 characters
+    await refresh_once(bank, force=True)
+    await bank.flush_usage()
+    assert await db.fetchval("SELECT quota_used FROM provider_keys WHERE id = $1", view.id) == 500
+    assert (await bank.get_key(view.id)).quota_used == 500
+
+
 async def test_upstream_outcomes_are_counted_in_metrics(bank, add_key):
     await two_keys(add_key)
     attempt, _ = scripted(first=provider_error(503, "x"))

@@ -30,7 +30,7 @@ def setup(app: web.Application) -> None:
 
 
 async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server.keybank.refresher import run_refresher
+    from server.keybank.refresher import run_refresher, run_usage_flusher
 
     # One connection pool to the providers for every key; the SDK timeout is per socket operation,
     # total deadlines come from KeyBank.run.
@@ -48,8 +48,16 @@ async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
         # lease or the refresher's next round copies the keys to Redis.
         log.warning("provider keys not synced to Redis at startup", exc_info=True)
     refresher = asyncio.create_task(run_refresher(bank), name="keybank-refresher")
+    flusher = asyncio.create_task(run_usage_flusher(bank), name="keybank-usage-flusher")
     yield
-    refresher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await refresher
+    for task in (refresher, flusher):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    try:
+        # Postgres current at shutdown; if this fails the amounts wait in Redis for another worker.
+        async with asyncio.timeout(5):
+            await bank.flush_usage()
+    except Exception:
+        log.warning("quota usage not flushed at shutdown; it stays in Redis", exc_info=True)
     await http.aclose()

@@ -9,6 +9,7 @@ Layout (all under the settings' Redis prefix):
   kb:cool:{id}          cooldown end (ms), expiring by itself at that moment
   kb:fails:{id}         consecutive failures, the exponent of the backoff
   kb:errors:{id}        failures in the current error window
+  kb:usage              hash key id -> quota used since the last flush to Postgres (all providers)
 
 Acquire is one Lua script, so choosing a key and taking a slot on it cannot interleave with
 another worker doing the same: the capacity check and the lease are one atomic step.
@@ -130,8 +131,9 @@ return {cool_until, fails, cool_until - now}
 """
 
 SYNC = r"""
--- KEYS: 1 candidates hash, 2 quota hash, 3 revision, 4 synced marker
+-- KEYS: 1 candidates hash, 2 quota hash, 3 revision, 4 synced marker, 5 unflushed usage hash
 -- ARGV: 1 revision, 2 number of candidates n, then n x (id, "cap weight"), then (id, remaining) pairs
+-- Postgres does not know the usage still waiting in Redis, so it is taken off the remaining quota.
 local stored = tonumber(redis.call('GET', KEYS[3]) or '-1')
 local revision = tonumber(ARGV[1])
 if stored > revision then
@@ -145,7 +147,8 @@ for _ = 1, n do
   i = i + 2
 end
 while i <= #ARGV do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  local pending = tonumber(redis.call('HGET', KEYS[5], ARGV[i]) or '0')
+  redis.call('HSET', KEYS[2], ARGV[i], tonumber(ARGV[i + 1]) - pending)
   i = i + 2
 end
 redis.call('SET', KEYS[3], revision)
@@ -153,23 +156,44 @@ redis.call('SET', KEYS[4], '1')
 return 1
 """
 
-SET_QUOTA = r"""
--- Only a key that is still a candidate gets its remaining quota updated.
--- KEYS: 1 candidates hash, 2 quota hash; ARGV: 1 id, 2 remaining
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  return 1
+RELEASE = r"""
+-- Free a lease; a success also resets the backoff ladder and counts the quota it used, both in
+-- the unflushed usage (written to Postgres later, off the request path) and in the remaining
+-- quota that acquire prefers by (only while the key is still a candidate with a known quota).
+-- KEYS: 1 leases, 2 fails, 3 usage hash, 4 quota hash, 5 candidates hash
+-- ARGV: 1 lease id, 2 key id, 3 succeeded (1/0), 4 cost
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[2])
+  local cost = tonumber(ARGV[4])
+  if cost > 0 then
+    redis.call('HINCRBY', KEYS[3], ARGV[2], cost)
+    if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 1 and redis.call('HEXISTS', KEYS[5], ARGV[2]) == 1 then
+      redis.call('HINCRBY', KEYS[4], ARGV[2], -cost)
+    end
+  end
 end
-return 0
+return redis.call('ZCARD', KEYS[1])
+"""
+
+SETTLE_USAGE = r"""
+-- Postgres has recorded these amounts: take them off the unflushed usage.
+-- KEYS: 1 usage hash; ARGV: (id, amount) pairs
+for i = 1, #ARGV, 2 do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) <= 0 then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
 """
 
 STATE = r"""
 -- Runtime state of some keys (purging expired leases first).
--- ARGV: 1 lease prefix, 2 cooldown prefix, 3 fails prefix, 4 errors prefix, then ids
+-- ARGV: 1 lease prefix, 2 cooldown prefix, 3 fails prefix, 4 errors prefix, 5 usage hash, then ids
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {now}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local id = ARGV[i]
   local lk = ARGV[1] .. id
   redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
@@ -177,6 +201,7 @@ for i = 5, #ARGV do
   out[#out + 1] = tonumber(redis.call('GET', ARGV[2] .. id) or '0')
   out[#out + 1] = tonumber(redis.call('GET', ARGV[3] .. id) or '0')
   out[#out + 1] = tonumber(redis.call('GET', ARGV[4] .. id) or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', ARGV[5], id) or '0')
 end
 return out
 """
@@ -219,6 +244,7 @@ class RuntimeState:
     consecutive_failures: int = 0
     recent_errors: int = 0
     now_ms: int = 0
+    unflushed_usage: int = 0  # quota used that Postgres does not show yet
 
     @property
     def cooling(self) -> bool:
@@ -246,8 +272,9 @@ class LeaseStore:
         self._acquire = redis.register_script(ACQUIRE)
         self._cooldown = redis.register_script(COOLDOWN)
         self._sync = redis.register_script(SYNC)
-        self._set_quota = redis.register_script(SET_QUOTA)
         self._state = redis.register_script(STATE)
+        self._release = redis.register_script(RELEASE)
+        self._settle_usage = redis.register_script(SETTLE_USAGE)
         self._release_lock = redis.register_script(RELEASE_LOCK)
 
     def key(self, *parts: object) -> str:
@@ -281,15 +308,28 @@ class LeaseStore:
             return Refused(cooldown_ms=-1, unsynced=True)
         return Refused(cooldown_ms=int(result[1]))
 
-    async def release(self, key_id: int, lease_id: str, *, succeeded: bool) -> int:
-        """Free the slot; a success also resets the backoff ladder. Returns the key's in-flight count."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self.key("leases", key_id), lease_id)
-            if succeeded:
-                pipe.delete(self.key("fails", key_id))
-            pipe.zcard(self.key("leases", key_id))
-            results = await pipe.execute()
-        return int(results[-1])
+    async def release(self, key_id: int, lease_id: str, *, succeeded: bool, provider: str = "", cost: int = 0) -> int:
+        """Free the slot; a success also resets the backoff ladder and counts `cost` against the
+        key's quota (in Redis only: see `unflushed_usage`). Returns the key's in-flight count."""
+        in_flight = await self._release(
+            keys=[self.key("leases", key_id), self.key("fails", key_id), self.key("usage"),
+                  self.key("quota", provider), self.key("cand", provider)],
+            args=[lease_id, key_id, 1 if succeeded else 0, max(0, int(cost)) if succeeded else 0],
+        )
+        return int(in_flight)
+
+    async def unflushed_usage(self) -> dict[int, int]:
+        """Quota used per key that is not in Postgres yet."""
+        raw = await self.redis.hgetall(self.key("usage"))
+        return {int(k): int(v) for k, v in raw.items() if int(v) > 0}
+
+    async def settle_usage(self, amounts: dict[int, int]) -> None:
+        """Postgres recorded `amounts`; later usage counted meanwhile stays."""
+        if amounts:
+            args: list[object] = []
+            for key_id, amount in amounts.items():
+                args += [key_id, amount]
+            await self._settle_usage(keys=[self.key("usage")], args=args)
 
     async def cool_down(
         self,
@@ -331,7 +371,8 @@ class LeaseStore:
             if c.remaining is not None:
                 args += [c.key_id, c.remaining]
         applied = await self._sync(
-            keys=[self.key("cand", provider), self.key("quota", provider), self.key("rev", provider), self.key("synced", provider)],
+            keys=[self.key("cand", provider), self.key("quota", provider), self.key("rev", provider),
+                  self.key("synced", provider), self.key("usage")],
             args=args,
         )
         return bool(applied)
@@ -339,9 +380,6 @@ class LeaseStore:
     async def drop_candidate(self, provider: str, key_id: int) -> None:
         """Take a key out of rotation at once; the revisioned sync that follows confirms it."""
         await self.redis.hdel(self.key("cand", provider), str(key_id))
-
-    async def set_remaining(self, provider: str, key_id: int, remaining: int) -> None:
-        await self._set_quota(keys=[self.key("cand", provider), self.key("quota", provider)], args=[key_id, remaining])
 
     async def candidate_ids(self, provider: str) -> set[int]:
         return {int(k) for k in await self.redis.hkeys(self.key("cand", provider))}
@@ -352,18 +390,20 @@ class LeaseStore:
             return {}
         raw = await self._state(
             keys=[],
-            args=[self.key("leases", ""), self.key("cool", ""), self.key("fails", ""), self.key("errors", ""), *ids],
+            args=[self.key("leases", ""), self.key("cool", ""), self.key("fails", ""), self.key("errors", ""),
+                  self.key("usage"), *ids],
         )
         now = int(raw[0])
         out = {}
         for n, key_id in enumerate(ids):
-            busy, cool, fails, errors = (int(v) for v in raw[1 + 4 * n : 5 + 4 * n])
-            out[key_id] = RuntimeState(busy, cool, fails, errors, now)
+            busy, cool, fails, errors, usage = (int(v) for v in raw[1 + 5 * n : 6 + 5 * n])
+            out[key_id] = RuntimeState(busy, cool, fails, errors, now, usage)
         return out
 
     async def forget(self, key_id: int) -> None:
         """A removed key leaves no runtime state behind."""
         await self.redis.delete(*(self.key(kind, key_id) for kind in ("leases", "cool", "fails", "errors")))
+        await self.redis.hdel(self.key("usage"), str(key_id))
 
     async def try_lock(self, name: str, token: str, ttl: float) -> bool:
         return bool(await self.redis.set(self.key("lock", name), token, nx=True, px=max(1, int(ttl * 1000))))

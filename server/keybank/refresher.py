@@ -53,6 +53,9 @@ async def refresh_once(bank: KeyBank, *, force: bool = False) -> RefreshReport |
         return None
     try:
         report = RefreshReport()
+        # A reading replaces quota_used with the provider's count, which already includes the
+        # usage counted so far: it must be in Postgres first, or the next flush would add it twice.
+        await bank.flush_usage()
         for provider in PROBED_PROVIDERS:
             report.probed += await _refresh_provider(bank, provider, force=force)
         return report
@@ -95,3 +98,15 @@ async def run_refresher(bank: KeyBank) -> None:
             raise
         except Exception:
             log.exception("key refresh round failed")
+
+
+async def run_usage_flusher(bank: KeyBank) -> None:
+    """Writes the quota used, counted in Redis by each success, to Postgres every few seconds."""
+    while True:
+        await asyncio.sleep(bank.config.usage_flush_interval * random.uniform(0.8, 1.2))
+        try:
+            await bank.flush_usage()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("quota usage flush failed; the amounts stay in Redis for the next one")

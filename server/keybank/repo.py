@@ -140,11 +140,12 @@ async def mark_checked(conn: Conn, key_id: int) -> None:
     await conn.execute("UPDATE provider_keys SET quota_checked_at = now() WHERE id = $1", key_id)
 
 
-async def add_usage(conn: Conn, key_id: int, amount: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """UPDATE provider_keys SET quota_used = COALESCE(quota_used, 0) + $2
-           WHERE id = $1 RETURNING provider, quota_limit, quota_used""",
-        key_id, amount,
+async def add_usage(conn: Conn, key_ids: list[int], amounts: list[int]) -> None:
+    """Add each amount to its key's quota_used, in one statement (keys removed meanwhile are skipped)."""
+    await conn.execute(
+        """UPDATE provider_keys AS k SET quota_used = COALESCE(k.quota_used, 0) + u.amount
+           FROM unnest($1::bigint[], $2::bigint[]) AS u(id, amount) WHERE k.id = u.id""",
+        key_ids, amounts,
     )
 
 

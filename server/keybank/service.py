@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, TypeVar
@@ -40,6 +41,7 @@ PROVIDERS = ("elevenlabs", "openai", "anthropic")
 # Providers whose keys can be validated and refreshed today; the others are accepted by the
 # schema so later issues only add a probe.
 PROBED_PROVIDERS = ("elevenlabs",)
+USAGE_FLUSH_LOCK = "usage-flush"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class KeyBankConfig:
     probe_timeout: float = 15.0
     probe_concurrency: int = 4
     refresh_lock_ttl: float = 300.0
+    # Quota used is counted in Redis on each success and written to Postgres this often, so no
+    # request waits on a row lock and a synchronous commit of its key's row.
+    usage_flush_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -318,8 +323,30 @@ class KeyBank:
         return result
 
     async def release(self, lease: Lease, *, succeeded: bool = True) -> None:
-        in_flight = await self.leases.release(lease.key_id, lease.lease_id, succeeded=succeeded)
+        """Free the lease; a success also counts the quota the attempt reported (`lease.cost`)."""
+        in_flight = await self.leases.release(
+            lease.key_id, lease.lease_id, succeeded=succeeded, provider=lease.provider, cost=lease.cost
+        )
         self.metrics.keys_in_flight.labels(str(lease.key_id)).set(in_flight)
+
+    async def flush_usage(self) -> dict[int, int]:
+        """Write the quota used since the last flush to Postgres; returns what was written.
+
+        One worker at a time (a Redis lock), so an amount is never added twice by two workers.
+        Until it is written, the amount stays in Redis: a worker that stops or dies before the
+        flush loses nothing, the next flush of any worker writes it.
+        """
+        token = uuid.uuid4().hex
+        if not await self.leases.try_lock(USAGE_FLUSH_LOCK, token, self.config.refresh_lock_ttl):
+            return {}
+        try:
+            amounts = await self.leases.unflushed_usage()
+            if amounts:
+                await repo.add_usage(self.pool, list(amounts), list(amounts.values()))
+                await self.leases.settle_usage(amounts)
+            return amounts
+        finally:
+            await self.leases.unlock(USAGE_FLUSH_LOCK, token)
 
     async def run(
         self,
@@ -448,10 +475,6 @@ class KeyBank:
     async def _succeed(self, lease: Lease) -> None:
         self.metrics.upstream.labels(lease.provider, "ok").inc()
         await self.release(lease, succeeded=True)
-        if lease.cost:
-            row = await repo.add_usage(self.pool, lease.key_id, lease.cost)
-            if row is not None and row["quota_limit"] is not None:
-                await self.leases.set_remaining(lease.provider, lease.key_id, row["quota_limit"] - row["quota_used"])
 
     async def _release_quietly(self, lease: Lease, outcome: str) -> None:
         self.metrics.upstream.labels(lease.provider, outcome).inc()
@@ -678,7 +701,7 @@ def _view(row: asyncpg.Record, state: RuntimeState | None = None) -> KeyView:
         weight=row["weight"],
         tier=row["tier"],
         quota_limit=row["quota_limit"],
-        quota_used=row["quota_used"],
+        quota_used=_plus(row["quota_used"], state.unflushed_usage),
         quota_reset_at=row["quota_reset_at"],
         quota_checked_at=row["quota_checked_at"],
         last_error=row["last_error"],
@@ -691,6 +714,10 @@ def _view(row: asyncpg.Record, state: RuntimeState | None = None) -> KeyView:
         consecutive_failures=state.consecutive_failures,
         recent_errors=state.recent_errors,
     )
+
+
+def _plus(used: int | None, unflushed: int) -> int | None:
+    return (used or 0) + unflushed if unflushed else used
 
 
 def _now() -> datetime:
