@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override HOST")
     serve.add_argument("--port", type=int, help="override PORT")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (overrides WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
@@ -65,22 +66,20 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
-    from server.app import create_app
+    from server import serving
     from server.db import migrate
 
     if args.host or args.port:
         settings = settings.replace(host=args.host or settings.host, port=args.port or settings.port)
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
     if not args.no_migrate:
-        asyncio.run(migrate(settings.database_url))
-    logging.getLogger("server").info("starting", extra={"host": settings.host, "port": settings.port, "env": settings.environment})
-    # run_app handles SIGINT/SIGTERM: stops accepting, lets requests finish, runs cleanup_ctx.
-    # handler_cancellation: a panel that cancels (closes the connection) must stop its generation,
-    # or it would be produced and charged anyway; work that must outlive a disconnect shields itself.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
-                shutdown_timeout=30, print=None, handler_cancellation=True)
-    return 0
+        serving.run(migrate(settings.database_url))
+    logging.getLogger("server").info("starting", extra={
+        "host": settings.host, "port": settings.port, "env": settings.environment, "workers": workers})
+    return serving.serve(settings, workers=workers)
 
 
 def read_secret(prompt: str) -> str:

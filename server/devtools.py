@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 from aiohttp import web
 
+from server import serving
 from server.settings import Settings
 
 log = logging.getLogger("server.dev")
@@ -43,7 +44,7 @@ def cmd_dev_up(args: argparse.Namespace, settings: Settings) -> int:
         print("dev-up is for development; use `serve` in production")
         return 2
     try:
-        asyncio.run(run(settings, args.simulator_port, args.stripe_port))
+        serving.run(run(settings, args.simulator_port, args.stripe_port))
     except KeyboardInterrupt:
         pass
     return 0

@@ -39,6 +39,7 @@ class Settings:
     environment: str = env("APP_ENV", "dev, test or production; production refuses default secrets", "dev")
     host: str = env("HOST", "address the server listens on", "127.0.0.1")
     port: int = env("PORT", "port the server listens on", 8080, kind=int)
+    workers: int = env("WORKERS", "server processes sharing the port (SO_REUSEPORT); `serve --workers N` overrides", 1, kind=int)
     public_url: str = env("PUBLIC_URL", "external base URL of the server and portal (links, redirects)", "http://127.0.0.1:8080")
     log_level: str = env("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "INFO")
     data_dir: str = env("DATA_DIR", "folder for local data: dev secrets, audio storage, private Postgres/Redis", str(PROJECT_ROOT / ".data"))
@@ -198,6 +199,8 @@ class Settings:
                 raise SettingsError(f"KEYBANK_MASTER_KEYS version {version} must be 32 bytes (base64)")
         if self.keybank_active_version not in self.master_keys:
             raise SettingsError("KEYBANK_ACTIVE_VERSION must name a version in KEYBANK_MASTER_KEYS")
+        if self.workers < 1:
+            raise SettingsError("WORKERS must be at least 1")
         if self.max_json_bytes < 1024:
             raise SettingsError("MAX_JSON_BYTES must be at least 1024")
         if self.is_production and self.bcrypt_cost < 10:
