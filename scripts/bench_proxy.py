@@ -8,15 +8,19 @@
 
 The simulator answers instantly (its audio cache serves the same clip every time), so the
 difference between (a) and (b) is the proxy's own cost. Simulator and proxy each run as their
-own process (`python -m server simulator` / `python -m server serve`); the load comes from this
-one, with the same HTTP client library (httpx) on both sides. Then 10,000 requests through the
-proxy while its resident memory is sampled: it must stay flat.
+own process (`python -m server simulator` / `python -m server serve`, exactly as production
+starts it: uvloop when installed, `--workers N`); the load comes from this one, with the same
+HTTP client library (httpx) on both sides; "busy" is the share of all CPUs in use during a
+run (any process: client, proxy, simulator, Postgres, Redis), "client" this process's CPU.
+Then 10,000 requests through the proxy while its resident memory is sampled: it must stay
+flat. `--workers 1 2` measures the proxy with one worker process, then with two (CPU and
+memory are then the sum over the workers).
 
 Everything is throwaway: a database `sfx_bench_*` (dropped at the end), a Redis prefix (deleted),
 a temporary data folder. The user is on a benchmark plan with no credit limit and a rate limit
 out of reach.
 
-    .venv/bin/python scripts/bench_proxy.py [--quick]
+    .venv/bin/python scripts/bench_proxy.py [--quick] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class Run:
     latencies: list[float]
     elapsed: float
     cpu_ms: dict[str, float] | None = None  # CPU per request of each server process
+    busy: float = 0.0  # share of the machine's CPUs busy during the run (any process)
 
     @property
     def rps(self) -> float:
@@ -81,20 +86,46 @@ def db_url(base: str, name: str) -> str:
     return urlunsplit(urlsplit(base)._replace(path="/" + name))
 
 
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time a process and its worker processes have used so far."""
+    total = 0.0
+    for one in (pid, *children(pid)):
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
-    """(current, peak) resident set size of a process, in KiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            name, value = line.split(":", 1)
-            values[name] = int(value.split()[0])
-    return values["VmRSS"], values["VmHWM"]
+    """(current, peak) resident set size of a process and its worker processes, in KiB."""
+    current = peak = 0
+    for one in (pid, *children(pid)):
+        values = {}
+        for line in Path(f"/proc/{one}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value = line.split(":", 1)
+                values[name] = int(value.split()[0])
+        current += values["VmRSS"]
+        peak += values["VmHWM"]
+    return current, peak
 
 
 async def wait_healthy(url: str, proc: asyncio.subprocess.Process, path: str) -> None:
@@ -114,6 +145,8 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, path: str) ->
 async def measure(label: str, call, total: int, concurrency: int, pids: dict[str, int] | None = None) -> Run:
     """`total` calls, `concurrency` at a time; with `pids`, also the CPU each of those processes spent."""
     before = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
+    before["client"] = time.process_time()
+    ticks_before = machine_ticks()
     latencies: list[float] = []
     remaining = total
 
@@ -129,17 +162,68 @@ async def measure(label: str, call, total: int, concurrency: int, pids: dict[str
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = {name: (cpu_seconds(pid) - before[name]) * 1000 / total for name, pid in (pids or {}).items()}
-    return Run(label, concurrency, latencies, elapsed, cpu)
+    cpu["client"] = (time.process_time() - before["client"]) * 1000 / total
+    ticks_after = machine_ticks()
+    busy = (ticks_after[0] - ticks_before[0]) / max(1, ticks_after[1] - ticks_before[1])
+    return Run(label, concurrency, latencies, elapsed, cpu, busy)
 
 
 def report(direct: Run, proxied: Run) -> None:
     print(f"  concurrency {direct.concurrency:>3}  ({len(direct.latencies)} / {len(proxied.latencies)} requests)")
-    print(f"    {'':<24}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}   CPU ms per request")
+    print(f"    {'':<24}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'busy':>6}   CPU ms per request")
     for run in (direct, proxied):
         cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in (run.cpu_ms or {}).items())
-        print(f"    {run.label:<24}{run.rps:>8.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}   {cpu}")
+        print(f"    {run.label:<24}{run.rps:>8.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}"
+              f"{run.busy:>6.0%}   {cpu}")
     print(f"    {'added by the proxy':<24}{'':>8}{proxied.pct(50) - direct.pct(50):>9.2f}"
           f"{proxied.pct(95) - direct.pct(95):>9.2f}{proxied.pct(99) - direct.pct(99):>9.2f}")
+
+
+async def bench_one(args: argparse.Namespace, http: httpx.AsyncClient, sdk_http: httpx.AsyncClient,
+                    headers: dict[str, str], api_key: str, sim_url: str, sim_pid: int, proxy_pid: int) -> None:
+    eleven = AsyncElevenLabs(api_key=api_key, base_url=sim_url, httpx_client=sdk_http)
+
+    async def direct() -> None:
+        data = b""
+        async for chunk in eleven.text_to_sound_effects.convert(
+            text=PROMPT, duration_seconds=SECONDS, output_format="wav_48000", request_options=NO_RETRIES
+        ):
+            data += chunk
+        assert len(data) > 1000
+
+    async def proxied() -> None:
+        r = await http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
+                            headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+        if r.status_code != 200:
+            raise SystemExit(f"proxy answered {r.status_code}: {r.text[:300]}")
+        assert r.headers["content-type"] == "audio/wav" and len(r.content) > 1000
+
+    # Warm both paths: connections, caches, the simulator's synthesis of the clip.
+    await measure("warm-up", direct, 50, 5)
+    await measure("warm-up", proxied, 50, 5)
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nSFX, {SECONDS:g}-second clip, 48 kHz WAV; simulator answering instantly; "
+          f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews every figure)\n")
+    pids = {"simulator": sim_pid, "proxy": proxy_pid}
+    levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
+    for concurrency, count in levels:
+        direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, pids)
+        proxied_run = await measure("(b) httpx -> proxy", proxied, count, concurrency, pids)
+        report(direct_run, proxied_run)
+        print()
+
+    total = 2000 if args.quick else 10_000
+    step = total // 10
+    print(f"  proxy memory over {total} requests at concurrency 10 (resident KiB after each {step})")
+    samples = []
+    for _ in range(10):
+        await measure("memory", proxied, step, 10)
+        samples.append(rss_kib(proxy_pid))
+    current = [s[0] for s in samples]
+    print("    " + " ".join(str(v) for v in current))
+    print(f"    first {current[0]} KiB, last {current[-1]} KiB, growth after the first "
+          f"{step}: {current[-1] - current[0]:+d} KiB; peak (VmHWM) {samples[-1][1]} KiB")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -202,67 +286,31 @@ async def main(args: argparse.Namespace) -> None:
         await wait_healthy(sim_url, sim, "/v1/models")
         async with KeyBank.open(settings) as bank:
             await bank.add_key(provider="elevenlabs", label="bench", secret=api_key, max_concurrency=1000)
-        proxy = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "serve", "--no-migrate", env=env, cwd=ROOT,
-            stdout=proxy_log, stderr=proxy_log,
-        )
-        procs.append(proxy)
-        await wait_healthy(proxy_url, proxy, "/healthz")
-        print(f"simulator pid {sim.pid}, proxy pid {proxy.pid} (attach a profiler to either)", flush=True)
-
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         timeout = httpx.Timeout(60.0)
-        async with httpx.AsyncClient(base_url=proxy_url, limits=limits, timeout=timeout) as http, \
-                httpx.AsyncClient(limits=limits, timeout=timeout) as sdk_http:
-            resp = await http.post("/v1/auth/register", json={
-                "email": f"bench-{tag}@example.com", "password": "benchmark password 1", "device_name": "bench"})
-            resp.raise_for_status()
-            signed = resp.json()
-            await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
-            headers = {"Authorization": "Bearer " + signed["access_token"]}
-            eleven = AsyncElevenLabs(api_key=api_key, base_url=sim_url, httpx_client=sdk_http)
-
-            async def direct() -> None:
-                data = b""
-                async for chunk in eleven.text_to_sound_effects.convert(
-                    text=PROMPT, duration_seconds=SECONDS, output_format="wav_48000", request_options=NO_RETRIES
-                ):
-                    data += chunk
-                assert len(data) > 1000
-
-            async def proxied() -> None:
-                r = await http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
-                                    headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
-                if r.status_code != 200:
-                    raise SystemExit(f"proxy answered {r.status_code}: {r.text[:300]}")
-                assert r.headers["content-type"] == "audio/wav" and len(r.content) > 1000
-
-            # Warm both paths: connections, caches, the simulator's synthesis of the clip.
-            await measure("warm-up", direct, 50, 5)
-            await measure("warm-up", proxied, 50, 5)
-
-            load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-            print(f"\nSFX, {SECONDS:g}-second clip, 48 kHz WAV; simulator answering instantly; "
-                  f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews every figure)\n")
-            pids = {"simulator": sim.pid, "proxy": proxy.pid}
-            levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
-            for concurrency, count in levels:
-                direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, pids)
-                proxied_run = await measure("(b) httpx -> proxy", proxied, count, concurrency, pids)
-                report(direct_run, proxied_run)
-                print()
-
-            total = 2000 if args.quick else 10_000
-            step = total // 10
-            print(f"  proxy memory over {total} requests at concurrency 10 (resident KiB after each {step})")
-            samples = []
-            for _ in range(10):
-                await measure("memory", proxied, step, 10)
-                samples.append(rss_kib(proxy.pid))
-            current = [s[0] for s in samples]
-            print("    " + " ".join(str(v) for v in current))
-            print(f"    first {current[0]} KiB, last {current[-1]} KiB, growth after the first "
-                  f"{step}: {current[-1] - current[0]:+d} KiB; peak (VmHWM) {samples[-1][1]} KiB")
+        headers: dict[str, str] = {}
+        for workers in args.workers:
+            proxy = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "server", "serve", "--no-migrate", "--workers", str(workers), env=env, cwd=ROOT,
+                stdout=proxy_log, stderr=proxy_log,
+            )
+            procs.append(proxy)
+            await wait_healthy(proxy_url, proxy, "/healthz")
+            await asyncio.sleep(2 if workers > 1 else 0)  # every worker listening, not only the first
+            print(f"\n=== proxy with {workers} worker process(es) ===", flush=True)
+            print(f"simulator pid {sim.pid}, proxy pid {proxy.pid} (attach a profiler to either)", flush=True)
+            async with httpx.AsyncClient(base_url=proxy_url, limits=limits, timeout=timeout) as http, \
+                    httpx.AsyncClient(limits=limits, timeout=timeout) as sdk_http:
+                if not headers:
+                    resp = await http.post("/v1/auth/register", json={
+                        "email": f"bench-{tag}@example.com", "password": "benchmark password 1", "device_name": "bench"})
+                    resp.raise_for_status()
+                    signed = resp.json()
+                    await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
+                    headers = {"Authorization": "Bearer " + signed["access_token"]}
+                await bench_one(args, http, sdk_http, headers, api_key, sim_url, sim.pid, proxy.pid)
+            proxy.terminate()
+            await asyncio.wait_for(proxy.wait(), 60)
     finally:
         for proc in reversed(procs):
             if proc.returncode is None:
@@ -290,4 +338,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not figures to quote)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="proxy worker processes; several values measure each in turn (e.g. 1 2)")
     asyncio.run(main(parser.parse_args()))
