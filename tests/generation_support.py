@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import secrets
 import uuid
 import wave
@@ -15,14 +14,13 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import sign_up
+from helpers import json_log_capture, sign_up
 from server.app import create_app
 from server.credits import service as credits
 from server.generation import GENERATION
 from server.keybank import KEYBANK
 from server.settings import Settings
 from server.simulator import SimulatorState, create_simulator_app
-from server.web.logs import JsonFormatter
 
 
 @dataclass
@@ -45,14 +43,8 @@ def leaks() -> Secrets:
 
 @pytest.fixture(autouse=True)
 def no_secret_in_logs_or_responses(leaks, caplog):
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    caplog.set_level(logging.DEBUG)
-    yield stream
-    root.removeHandler(handler)
+    with json_log_capture(caplog) as stream:
+        yield stream
     text = caplog.text + stream.getvalue()
     seen = b"\n".join(leaks.responses)
     assert [s for s in leaks.values if s in text] == [], "a secret reached a log line"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import uuid
 from dataclasses import dataclass, field
+
+from server.web.logs import JsonFormatter
 
 DEFAULT_PASSWORD = "correct horse battery"
 
@@ -56,3 +61,19 @@ async def make_admin(db, user_id: uuid.UUID) -> None:
     """Promotes an account; its existing access tokens act as admin at once (roles are read per request)."""
     status = await db.execute("UPDATE users SET role = 'admin' WHERE id = $1", user_id)
     assert status == "UPDATE 1", status
+
+
+@contextlib.contextmanager
+def json_log_capture(caplog):
+    """Every log line written meanwhile, as the production JSON formatter writes it (a StringIO),
+    with caplog at DEBUG so the raw records are kept too: secret-leak checks read both."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    caplog.set_level(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)

@@ -4,17 +4,16 @@ and a log check that fails the test when any of those secrets reaches a log line
 A module imports the fixtures it uses by name and defines `bank_config` for its timings.
 """
 
-import io
 import json
-import logging
 import secrets
 
 import pytest
+
+from helpers import json_log_capture
 import redis.asyncio as aioredis
 
 from server.keybank import KeyBank
 from server.simulator import SimulatorState, create_simulator_app
-from server.web.logs import JsonFormatter
 
 
 @pytest.fixture
@@ -37,14 +36,8 @@ def new_secret(secrets_made):
 @pytest.fixture(autouse=True)
 def json_logs(secrets_made, caplog):
     """Every log line of the test, raw and as the production JSON formatter writes it: no secret in either."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    caplog.set_level(logging.DEBUG)
-    yield stream
-    root.removeHandler(handler)
+    with json_log_capture(caplog) as stream:
+        yield stream
     raw = [json.dumps(r.__dict__, default=str) for phase in ("setup", "call") for r in caplog.get_records(phase)]
     text = "\n".join(raw) + stream.getvalue()
     assert [s for s in secrets_made if s in text] == []
