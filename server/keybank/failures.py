@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
+import aiohttp
 import httpx
 from elevenlabs.core.api_error import ApiError as ProviderApiError
 
@@ -106,6 +107,15 @@ def classify(exc: BaseException) -> Failure | None:
         return classify_api_error(exc.status_code, exc.headers or {}, exc.body)
     if isinstance(exc, RetryOnAnotherKey):
         return Failure(FailureKind.SERVER, message=safe_text(exc.reason))
+    cause = exc.__cause__
+    if isinstance(exc, httpx.TransportError) and isinstance(cause, aiohttp.ClientError):
+        # The aiohttp transport reports every aiohttp connection error as httpx.ConnectTimeout;
+        # a reset or a dropped connection is not a timeout, so sort by what really happened.
+        exc = cause
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return Failure(FailureKind.TIMEOUT, message=type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientError):
+        return Failure(FailureKind.CONNECTION, message=type(exc).__name__)
     if isinstance(exc, httpx.TimeoutException) or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return Failure(FailureKind.TIMEOUT, message=type(exc).__name__)
     if isinstance(exc, httpx.TransportError) or isinstance(exc, ConnectionError):

@@ -1,0 +1,72 @@
+"""The SDK's HTTP client as production builds it (httpx API, aiohttp underneath), against the
+simulator's network faults: each failure must reach the key bank as the kind of trouble it is,
+because the kind decides what happens to the key."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from generation_support import sim  # noqa: F401  (fixture)
+from server.generation.upstream import Upstream, create_http_client
+from server.keybank.failures import FailureKind, RetryOnAnotherKey, classify
+
+KEY = "sk_" + "5" * 48
+SFX = {"text": "glass breaks", "duration_seconds": 1.0, "prompt_influence": 0.3, "loop": False,
+       "model_id": "eleven_text_to_sound_v2"}
+
+
+@pytest.fixture
+async def upstream(sim):  # noqa: F811
+    sim.state.add_key(KEY, character_limit=10**9, max_concurrency=10)
+    http = create_http_client(10)
+    yield Upstream(http, sim.url)
+    await http.aclose()
+
+
+async def failure_of(upstream: Upstream) -> FailureKind:
+    with pytest.raises(Exception) as caught:
+        async with asyncio.timeout(0.5):
+            await upstream.sound_effect(KEY, **SFX)
+    failure = classify(caught.value)
+    assert failure is not None, f"{caught.value!r} was not recognised as an upstream failure"
+    return failure.kind
+
+
+async def test_a_healthy_answer_is_a_48_khz_wav_with_the_providers_metadata(upstream):
+    audio = await upstream.sound_effect(KEY, **SFX)
+    assert audio.data[:4] == b"RIFF" and audio.output_format == "wav_48000"
+    assert audio.request_id and audio.character_cost is not None
+
+
+async def test_a_reset_connection_is_a_connection_error_not_a_timeout(upstream, sim):  # noqa: F811
+    sim.state.inject(KEY, "reset", times=1)
+    assert await failure_of(upstream) is FailureKind.CONNECTION
+
+
+async def test_a_body_cut_short_is_retried_on_another_key(upstream, sim):  # noqa: F811
+    sim.state.inject(KEY, "truncated", times=1)
+    with pytest.raises(Exception) as caught:
+        await upstream.sound_effect(KEY, **SFX)
+    kind = classify(caught.value).kind
+    # Either the transport notices the missing bytes or our WAV check does: both cool the key.
+    assert kind in (FailureKind.CONNECTION, FailureKind.SERVER)
+    assert kind.cools_down
+    assert isinstance(caught.value, RetryOnAnotherKey) or kind is FailureKind.CONNECTION
+
+
+async def test_a_provider_that_hangs_is_a_timeout(upstream, sim):  # noqa: F811
+    sim.state.inject(KEY, "hang", times=1)
+    assert await failure_of(upstream) is FailureKind.TIMEOUT
+
+
+async def test_an_http_error_answer_keeps_its_status_and_code(upstream, sim):  # noqa: F811
+    sim.state.inject(KEY, "429_concurrency", times=1)
+    assert await failure_of(upstream) is FailureKind.CONCURRENCY
+
+
+async def test_one_client_carries_concurrent_calls_over_its_pool(upstream, sim):  # noqa: F811
+    results = await asyncio.gather(*(upstream.sound_effect(KEY, **SFX) for _ in range(8)))
+    assert len({len(r.data) for r in results}) == 1
+    assert sim.peak(KEY) > 1
