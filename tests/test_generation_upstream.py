@@ -70,3 +70,27 @@ async def test_one_client_carries_concurrent_calls_over_its_pool(upstream, sim):
     results = await asyncio.gather(*(upstream.sound_effect(KEY, **SFX) for _ in range(8)))
     assert len({len(r.data) for r in results}) == 1
     assert sim.peak(KEY) > 1
+
+
+async def test_no_cookie_set_by_one_answer_rides_along_with_the_next_request(aiohttp_server):
+    from aiohttp import web
+
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        resp = web.json_response({"ok": True})
+        resp.set_cookie("lb", "key-one-session")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/anything", handler)
+    server = await aiohttp_server(app)
+    http = create_http_client(2)
+    try:
+        for _ in range(2):
+            resp = await http.get(str(server.make_url("/v1/anything")))
+            assert resp.status_code == 200 and "lb=" in resp.headers["set-cookie"]
+    finally:
+        await http.aclose()
+    assert seen == [None, None]

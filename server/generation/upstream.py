@@ -36,13 +36,42 @@ class UpstreamAudio:
     character_cost: int | None
 
 
-def create_http_client(max_connections: int) -> httpx.AsyncClient:
-    """The one connection pool every per-key SDK client shares.
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing."""
 
-    The SDK speaks httpx; underneath, aiohttp's C-accelerated client carries the bytes. httpcore's
-    pure-Python HTTP/1.1 stack cost about 1 ms of CPU per generation, the largest share of the
-    proxy's overhead after audio processing (scripts/bench_proxy.py)."""
-    return HttpxAiohttpClient(
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class UpstreamHttpClient(HttpxAiohttpClient):
+    """The SDK speaks httpx; underneath, aiohttp's C-accelerated client carries the bytes.
+
+    httpcore's pure-Python HTTP/1.1 stack cost about 1 ms of CPU per generation, the largest
+    share of the proxy's overhead after audio processing (scripts/bench_proxy.py).
+
+    No cookie jar: one pool serves every key, so a cookie one key's answer set must never ride
+    along with another key's request, and the provider's API needs none. (httpx also parses
+    every response's cookies through urllib, a measurable cost per call.)
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, value: Any) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
+def create_http_client(max_connections: int) -> httpx.AsyncClient:
+    """The one connection pool every per-key SDK client shares."""
+    return UpstreamHttpClient(
         timeout=httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         follow_redirects=False,
