@@ -85,6 +85,21 @@ async def test_a_tampered_payload_is_401_invalid_token(client, settings):
     await assert_401(await get_devices(client, tampered), "invalid_token")
 
 
+@pytest.mark.parametrize("header", [
+    "", "!!!!", "é", "bm90IGpzb24", "W10", "eyJ", b64({"alg": "HS256"})[:-3] + "*",  # not base64 / not JSON / a list
+])
+async def test_garbage_where_the_header_belongs_is_401_invalid_token(client, settings, header):
+    user = await sign_up(client)
+    _, payload, signature = user.access_token.split(".")
+    await assert_401(await get_devices(client, f"{header}.{payload}.{signature}"), "invalid_token")
+
+
+async def test_a_valid_header_on_a_garbled_payload_is_401_invalid_token(client, settings):
+    user = await sign_up(client)
+    header, payload, signature = user.access_token.split(".")
+    await assert_401(await get_devices(client, f"{header}.{payload[:-2]}@@.{signature}"), "invalid_token")
+
+
 async def test_an_alg_none_token_is_401_invalid_token(client, settings):
     user = await sign_up(client)
     claims = claims_for(settings, user)
