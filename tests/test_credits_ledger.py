@@ -95,6 +95,19 @@ async def test_capture_twice_charges_once(db):
     assert [e["kind"] for e in await entries(db, user)] == ["grant", "reserve", "capture", "release"]
 
 
+async def test_a_capture_reports_the_balance_left_once_it_settles(db):
+    user = await account_with(db, 10)
+    other = await service.reserve(db, user, 4, "still-running")  # another request's hold stays set aside
+    hold = await service.reserve(db, user, 3, "auto-duration")
+
+    assert await service.capture_with_balance(db, hold.id, 1) == (1, 5)
+    assert (await service.summary(db, user)).remaining == 5
+    # A retried capture moved nothing, so it has no fresh balance to report.
+    assert await service.capture_with_balance(db, hold.id, 1) == (1, None)
+    await service.release(db, other.id)
+    await assert_consistent(db, user)
+
+
 async def test_capture_above_the_hold_charges_only_the_hold(db):
     user = await account_with(db, 10)
     hold = await service.reserve(db, user, 2, "req-1")

@@ -111,6 +111,15 @@ async def capture(db: Db, hold_id: uuid.UUID, actual: int) -> int:
     `actual` above the hold is charged as the hold (the user was quoted that much).
     Raises HoldClosed when the hold was released (by the caller or the sweep).
     """
+    charged, _ = await capture_with_balance(db, hold_id, actual)
+    return charged
+
+
+async def capture_with_balance(db: Db, hold_id: uuid.UUID, actual: int) -> tuple[int, int | None]:
+    """capture(), plus the account's spendable balance right after it (period + top-up credits;
+    meaningless on unlimited plans), read by the capture statement itself so a request can report
+    what is left without another round trip. The balance is None when the hold had been captured
+    before (a retried request): this call moved nothing."""
     if actual < 0:
         raise ValueError("a capture cannot be negative")
     async with repo.acquire(db) as conn:
@@ -119,12 +128,12 @@ async def capture(db: Db, hold_id: uuid.UUID, actual: int) -> int:
             if actual > row["amount"]:
                 log.warning("capture above the hold charged as the hold",
                             extra={"hold_id": str(hold_id), "held": row["amount"], "actual": actual})
-            return row["captured"]
+            return row["captured"], row["balance"]
         hold = await repo.hold_by_id(conn, hold_id)
     if hold is None:
         raise HoldNotFound("No such credit hold")
     if hold["status"] == "captured":
-        return hold["captured"]
+        return hold["captured"], None
     raise HoldClosed(
         "The credit hold was already released", details={"hold_id": str(hold_id), "status": hold["status"]}
     )

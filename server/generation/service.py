@@ -468,18 +468,18 @@ class GenerationService:
                 upstream_cost=log_.cost if log_.cost_known else None, upstream_attempts=log_.attempts,
                 finish_request=job.request_id if single else None, **audio,
             )
-            if single:
-                # Read before the capture locks the account; the capture only gives back the unused
-                # part of this request's own hold.
-                remaining = (await credits.summary(conn, job.user_id)).remaining
+            balance: int | None = None
             if take.hold is not None:
-                charged = await credits.capture(conn, take.hold.id, charge)
+                charged, balance = await credits.capture_with_balance(conn, take.hold.id, charge)
                 if charged != charge:  # the hold was captured before (a retried request): keep its figure
                     row = await repo.set_charged(conn, take.generation_id, charged)
-                if single and remaining is not None:
-                    remaining += take.hold.amount - charged
             if single:
-                job.remaining = remaining
+                if job.plan.unlimited:
+                    job.remaining = None
+                elif balance is not None:
+                    job.remaining = balance
+                else:
+                    job.remaining = (await credits.summary(conn, job.user_id)).remaining
         if single:
             job.finished = True
         return row
