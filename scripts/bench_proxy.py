@@ -9,8 +9,10 @@
 The simulator answers instantly (its audio cache serves the same clip every time), so the
 difference between (a) and (b) is the proxy's own cost. Simulator and proxy each run as their
 own process (`python -m server simulator` / `python -m server serve`, exactly as production
-starts it: uvloop when installed, `--workers N`); the load comes from this one, with the same
-HTTP client library (httpx) on both sides; "busy" is the share of all CPUs in use during a
+starts it: uvloop when installed, `--workers N`); the load comes from this one: (a) makes the
+very SDK call the proxy makes (server.generation.upstream: same client, same options), (b) posts
+with aiohttp's client, the lightest Python HTTP client, so the load generator takes as little
+as possible of the cores it shares with the proxy; "busy" is the share of all CPUs in use during a
 run (any process: client, proxy, simulator, Postgres, Redis), "client" this process's CPU.
 Then 10,000 requests through the proxy while its resident memory is sampled: it must stay
 flat. `--workers 1 2` measures the proxy with one worker process, then with two (CPU and
@@ -20,13 +22,19 @@ Everything is throwaway: a database `sfx_bench_*` (dropped at the end), a Redis 
 a temporary data folder. The user is on a benchmark plan with no credit limit and a rate limit
 out of reach.
 
-    .venv/bin/python scripts/bench_proxy.py [--quick] [--workers 1 2]
+    .venv/bin/python scripts/bench_proxy.py [--quick] [--workers 1 2] [--profile proxy.prof]
+
+`--profile FILE` runs the proxy under cProfile timed by the event-loop thread's own CPU clock and
+prints where that CPU went: on a busy machine wall-clock profiles (and sampling profilers) also
+count the time a call spent waiting for a core. The profiler slows the proxy down, so figures
+from such a run are for finding costs, not for quoting.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import pstats
 import base64
 import os
 import secrets
@@ -44,18 +52,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from elevenlabs import AsyncElevenLabs  # noqa: E402
 
 from server.credits import service as credits  # noqa: E402
 from server.db import migrate  # noqa: E402
+from server.generation.upstream import Upstream, create_http_client  # noqa: E402
 from server.keybank import KeyBank  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
 PROMPT = "Heavy wooden door slams shut in a stone hallway"
 SECONDS = 2.0
-NO_RETRIES = {"max_retries": 0}
+# `python -c` body that runs `python -m server ...` under cProfile with a per-thread CPU clock.
+PROFILED_SERVER = """
+import cProfile, runpy, sys, time
+out, sys.argv = sys.argv[1], ["server", *sys.argv[2:]]
+profiler = cProfile.Profile(time.thread_time)
+try:
+    profiler.runcall(runpy.run_module, "server", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profiler.dump_stats(out)
+"""
 
 
 @dataclass
@@ -179,24 +199,20 @@ def report(direct: Run, proxied: Run) -> None:
           f"{proxied.pct(95) - direct.pct(95):>9.2f}{proxied.pct(99) - direct.pct(99):>9.2f}")
 
 
-async def bench_one(args: argparse.Namespace, http: httpx.AsyncClient, sdk_http: httpx.AsyncClient,
-                    headers: dict[str, str], api_key: str, sim_url: str, sim_pid: int, proxy_pid: int) -> None:
-    eleven = AsyncElevenLabs(api_key=api_key, base_url=sim_url, httpx_client=sdk_http)
-
+async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstream: Upstream,
+                    headers: dict[str, str], api_key: str, sim_pid: int, proxy_pid: int) -> None:
     async def direct() -> None:
-        data = b""
-        async for chunk in eleven.text_to_sound_effects.convert(
-            text=PROMPT, duration_seconds=SECONDS, output_format="wav_48000", request_options=NO_RETRIES
-        ):
-            data += chunk
-        assert len(data) > 1000
+        audio = await upstream.sound_effect(api_key, text=PROMPT, duration_seconds=SECONDS, prompt_influence=0.3,
+                                            loop=False, model_id="eleven_text_to_sound_v2")
+        assert len(audio.data) > 1000
 
     async def proxied() -> None:
-        r = await http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
-                            headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
-        if r.status_code != 200:
-            raise SystemExit(f"proxy answered {r.status_code}: {r.text[:300]}")
-        assert r.headers["content-type"] == "audio/wav" and len(r.content) > 1000
+        async with http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
+                             headers={**headers, "Idempotency-Key": uuid.uuid4().hex}) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise SystemExit(f"proxy answered {r.status}: {body[:300]!r}")
+            assert r.headers["content-type"] == "audio/wav" and len(body) > 1000
 
     # Warm both paths: connections, caches, the simulator's synthesis of the clip.
     await measure("warm-up", direct, 50, 5)
@@ -209,7 +225,7 @@ async def bench_one(args: argparse.Namespace, http: httpx.AsyncClient, sdk_http:
     levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
     for concurrency, count in levels:
         direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, pids)
-        proxied_run = await measure("(b) httpx -> proxy", proxied, count, concurrency, pids)
+        proxied_run = await measure("(b) client -> proxy", proxied, count, concurrency, pids)
         report(direct_run, proxied_run)
         print()
 
@@ -286,12 +302,11 @@ async def main(args: argparse.Namespace) -> None:
         await wait_healthy(sim_url, sim, "/v1/models")
         async with KeyBank.open(settings) as bank:
             await bank.add_key(provider="elevenlabs", label="bench", secret=api_key, max_concurrency=1000)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-        timeout = httpx.Timeout(60.0)
         headers: dict[str, str] = {}
         for workers in args.workers:
+            runner = ["-c", PROFILED_SERVER, args.profile] if args.profile else ["-m", "server"]
             proxy = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "server", "serve", "--no-migrate", "--workers", str(workers), env=env, cwd=ROOT,
+                sys.executable, *runner, "serve", "--no-migrate", "--workers", str(workers), env=env, cwd=ROOT,
                 stdout=proxy_log, stderr=proxy_log,
             )
             procs.append(proxy)
@@ -299,18 +314,26 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(2 if workers > 1 else 0)  # every worker listening, not only the first
             print(f"\n=== proxy with {workers} worker process(es) ===", flush=True)
             print(f"simulator pid {sim.pid}, proxy pid {proxy.pid} (attach a profiler to either)", flush=True)
-            async with httpx.AsyncClient(base_url=proxy_url, limits=limits, timeout=timeout) as http, \
-                    httpx.AsyncClient(limits=limits, timeout=timeout) as sdk_http:
+            sdk_http = create_http_client(100)
+            async with aiohttp.ClientSession(proxy_url, connector=aiohttp.TCPConnector(limit=100),
+                                             timeout=aiohttp.ClientTimeout(total=60)) as http:
                 if not headers:
-                    resp = await http.post("/v1/auth/register", json={
-                        "email": f"bench-{tag}@example.com", "password": "benchmark password 1", "device_name": "bench"})
-                    resp.raise_for_status()
-                    signed = resp.json()
+                    async with http.post("/v1/auth/register", json={
+                            "email": f"bench-{tag}@example.com", "password": "benchmark password 1",
+                            "device_name": "bench"}) as resp:
+                        resp.raise_for_status()
+                        signed = await resp.json()
                     await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
                     headers = {"Authorization": "Bearer " + signed["access_token"]}
-                await bench_one(args, http, sdk_http, headers, api_key, sim_url, sim.pid, proxy.pid)
+                await bench_one(args, http, Upstream(sdk_http, sim_url), headers, api_key, sim.pid, proxy.pid)
+            await sdk_http.aclose()
             proxy.terminate()
             await asyncio.wait_for(proxy.wait(), 60)
+            if args.profile:
+                print(f"\n  where the proxy's CPU went (cProfile, {args.profile}; top 40 by own time)")
+                stats = pstats.Stats(args.profile)
+                stats.sort_stats("tottime").print_stats(40)
+                stats.sort_stats("cumulative").print_stats(60)
     finally:
         for proc in reversed(procs):
             if proc.returncode is None:
@@ -338,6 +361,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not figures to quote)")
+    parser.add_argument("--profile", metavar="FILE", help="run the proxy under cProfile, save to FILE, print the top")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="proxy worker processes; several values measure each in turn (e.g. 1 2)")
     asyncio.run(main(parser.parse_args()))
