@@ -77,9 +77,8 @@ class LocalStorage:
         return self.root / key[:2] / key[2:4] / key
 
     async def put(self, data: bytes, ext: str) -> str:
-        key = key_for(data, ext)
-        await self._run(self._write, self.path(key), data)
-        return key
+        # Hashing a long clip takes milliseconds: off the event loop too, with the write.
+        return await self._run(self._put, data, ext)
 
     async def open(self, key: str) -> IO[bytes]:
         """A binary file object for reading (caller closes it)."""
@@ -113,6 +112,11 @@ class LocalStorage:
                 yield key
 
     # --- blocking parts (run in the executor) ---
+
+    def _put(self, data: bytes, ext: str) -> str:
+        key = key_for(data, ext)
+        self._write(self.path(key), data)
+        return key
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
