@@ -9,6 +9,7 @@ import random
 import struct
 import wave
 
+import numpy as np
 import pytest
 from pydub import AudioSegment
 
@@ -241,3 +242,203 @@ def test_bad_arguments_are_programming_errors_not_corrupt_audio():
         process_for_editing(source, kind="sfx", headroom_db=2.0, source_format="pcm_48000")
     with pytest.raises(ValueError, match="sample rate"):
         process_for_editing(source, kind="sfx", source_format="pcm")
+
+
+# --- sample-exact behaviour (numpy processing) ----------------------------------------------
+
+HEADROOM = -1.0
+LEVEL = 10 ** (HEADROOM / 20)
+FADE_IN, FADE_OUT = round(FADE_IN_SECONDS * 48_000), round(FADE_OUT_SECONDS * 48_000)
+
+
+def frames_of(data: bytes) -> np.ndarray:
+    """A WAV's samples as int64, shape (frames, channels), decoded independently of the service."""
+    with wave.open(io.BytesIO(data)) as w:
+        width, channels, raw = w.getsampwidth(), w.getnchannels(), w.readframes(w.getnframes())
+    if width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int64)
+        ints = b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16
+        ints = np.where(ints >= 2**23, ints - 2**24, ints)
+    else:
+        ints = np.frombuffer(raw, f"<i{width}").astype(np.int64)
+    return ints.reshape(-1, channels)
+
+
+def float_wav(samples: np.ndarray, *, rate: int = 48_000, extensible: bool = False) -> bytes:
+    """A 32-bit float WAV (format 3, or WAVE_FORMAT_EXTENSIBLE with the float sub-format)."""
+    channels = samples.shape[1] if samples.ndim == 2 else 1
+    return wav_with_header(samples.astype("<f4").tobytes(), tag=3, bits=32, channels=channels, rate=rate,
+                           extensible=extensible)
+
+
+def wav_with_header(payload: bytes, *, tag: int, bits: int, channels: int, rate: int = 48_000,
+                    extensible: bool = False) -> bytes:
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else tag, channels, rate, rate * block, block, bits)
+    if extensible:  # cbSize, valid bits, channel mask, then the sub-format GUID opening with the real tag
+        fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", tag) + bytes.fromhex("000000001000800000aa00389b71")
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def int16(values) -> bytes:
+    return np.asarray(values, dtype="<i2").tobytes()
+
+
+def test_fade_gain_is_i_over_n_from_zero_on_the_first_frame_to_zero_on_the_last():
+    source = np.full(48_000, 16_000)
+    out = frames_of(process_for_editing(int16(source), kind="voice", headroom_db=HEADROOM,
+                                        source_format="pcm_48000").data)[:, 0]
+    full = LEVEL * 32768  # the constant level after normalisation
+    assert out[0] == 0 and out[-1] == 0
+    fade_in = np.round(full * np.arange(FADE_IN) / FADE_IN)
+    fade_out = np.round(full * np.arange(FADE_OUT) / FADE_OUT)[::-1]  # i/N for frame i from the end
+    assert np.abs(out[:FADE_IN] - fade_in).max() <= 1
+    assert np.abs(out[-FADE_OUT:] - fade_out).max() <= 1
+    assert out[1] > 0 and out[-2] > 0  # only the edge frames reach 0
+    assert (out[FADE_IN:-FADE_OUT] == round(full)).all()
+
+
+@pytest.mark.parametrize("bit_depth", [16, 24])
+@pytest.mark.parametrize("headroom", [-1.0, -6.0, -0.1, 0.0])
+def test_output_peak_equals_the_headroom_within_one_lsb(bit_depth, headroom):
+    source = np.round(9000 * np.sin(np.arange(48_000) / 5.3)).astype(np.int64)
+    source[20_000] = 11_000  # the peak, a positive one, between the fades
+    out = frames_of(process_for_editing(int16(source), kind="voice", headroom_db=headroom, bit_depth=bit_depth,
+                                        source_format="pcm_48000").data)
+    full = 2 ** (bit_depth - 1)
+    assert abs(np.abs(out).max() - 10 ** (headroom / 20) * full) <= 1
+    # At 0 dBFS the positive peak is clipped to the largest integer, never wrapped to the negative end.
+    assert out[20_000, 0] == np.abs(out).max() and out.max() <= full - 1
+
+
+def test_24_bit_output_is_computed_at_24_bit_resolution_not_padded_from_16():
+    source = np.round(7000 * np.sin(np.arange(24_000) / 3.1)).astype(np.int64)
+    out = frames_of(process_for_editing(int16(source), kind="sfx", loop=True, headroom_db=HEADROOM, bit_depth=24,
+                                        source_format="pcm_48000").data)[:, 0]
+    exact = source * (LEVEL * 2**23 / np.abs(source).max())
+    assert np.abs(out - exact).max() <= 1  # a 16-bit result shifted left 8 bits is up to 128 off
+    assert np.count_nonzero(out & 0xFF) > 0.9 * np.count_nonzero(out)
+
+
+def test_stereo_is_faded_per_frame_both_channels_alike():
+    source = np.empty((24_000, 2), dtype=np.int64)
+    source[:, 0], source[:, 1] = 12_000, -6_000
+    out = frames_of(process_for_editing(wav(int16(source.reshape(-1)), channels=2), kind="voice",
+                                        headroom_db=HEADROOM).data)
+    assert out.shape == (24_000, 2)
+    assert (out[0] == 0).all() and (out[-1] == 0).all()
+    # Right is minus half of left in every frame: the same gain for both channels of a frame.
+    assert np.abs(out[:, 1] * -2 - out[:, 0]).max() <= 2
+    assert out[1, 0] > 0 and out[1, 1] < 0 and out[-2, 0] > 0 and out[-2, 1] < 0
+
+
+def test_stereo_trim_keeps_a_frame_while_either_channel_is_sounding():
+    frames = 96_000
+    left, right = np.zeros(frames), np.zeros(frames)
+    left[:24_000] = 0.5 * np.sin(np.arange(24_000) / 4)
+    right[:48_000] = 0.5 * np.sin(np.arange(48_000) / 6)  # sounds 0.5 s longer, on the right only
+    source = np.round(np.column_stack([left, right]) * 32767).astype(np.int64)
+    result = process_for_editing(wav(int16(source.reshape(-1)), channels=2), kind="sfx", headroom_db=HEADROOM)
+    out = frames_of(result.data)
+    assert 1.0 < result.duration_seconds <= 1.0 + TRIM_KEEP_TAIL_SECONDS + 0.011
+    # The channels stay in their places: left is silent after 0.5 s, right is not.
+    assert (out[24_000:, 0] == 0).all()
+    assert np.abs(out[24_000:47_000, 1]).max() > 20_000
+
+
+def test_trim_windows_are_counted_back_from_the_end_and_the_threshold_is_relative_to_the_peak():
+    total, last_loud = 96_123, 30_000  # not a whole number of windows
+    source = np.zeros(total, dtype=np.int64)
+    source[1_000:1_100] = 20_000  # the peak
+    source[last_loud] = round(20_000 * 10 ** (-49 / 20))  # above -50 dB below the peak: sound
+    source[last_loud + 2_000] = round(20_000 * 10 ** (-51 / 20))  # below: silence
+    result = process_for_editing(int16(source), kind="sfx", headroom_db=HEADROOM, source_format="pcm_48000")
+    window, tail = 480, round(TRIM_KEEP_TAIL_SECONDS * 48_000)
+    end = total - (total - 1 - last_loud) // window * window  # 30,363; windows from the start would end at 30,240
+    assert result.duration_seconds == (end + tail) / 48_000
+    assert result.trimmed_seconds == (total - end - tail) / 48_000
+
+
+def test_a_clip_that_peaks_inside_the_fade_out_is_normalised_by_its_level_after_fading():
+    # A crescendo whose loudest sample the fade-out turns down: the level must be measured after fading.
+    ramp = np.linspace(0.05, 0.9, 48_000) * np.sin(np.arange(48_000) / 2.5)
+    source = np.round(ramp * 32767).astype(np.int64)
+    source[-100] = 32_000  # inside the last 10 ms, where the fade-out gain is 99/480
+    gains = np.ones(48_000)
+    gains[:FADE_IN] = np.arange(FADE_IN) / FADE_IN
+    gains[-FADE_OUT:] = np.arange(FADE_OUT)[::-1] / FADE_OUT
+    faded = source * gains
+    expected = faded * (LEVEL * 32768 / np.abs(faded).max())
+    for kind in ("sfx", "voice"):
+        out = frames_of(process_for_editing(int16(source), kind=kind, headroom_db=HEADROOM,
+                                            source_format="pcm_48000").data)[:, 0]
+        assert len(out) == 48_000  # loud to the end: nothing trimmed
+        assert np.abs(out - expected).max() <= 1
+
+
+def test_float_wav_beyond_full_scale_is_clipped_before_normalising_and_nan_is_silence():
+    signal = 2.0 * np.sin(np.arange(48_000) / 20)  # twice full scale
+    signal[30_000] = np.nan
+    out = frames_of(process_for_editing(float_wav(signal), kind="sfx", loop=True, headroom_db=HEADROOM).data)[:, 0]
+    expected = np.clip(np.nan_to_num(signal), -1, 1) * LEVEL * 32768
+    assert np.abs(out - expected).max() <= 1
+    assert np.count_nonzero(np.abs(out) == np.abs(out).max()) > 10_000  # flat tops: clipped, not scaled down
+    assert out[30_000] == 0
+
+
+@pytest.mark.parametrize("bits, tag, extensible", [
+    (8, 1, False), (16, 1, False), (24, 1, False), (32, 1, False), (32, 3, False), (24, 1, True), (32, 3, True),
+])
+def test_every_supported_wav_encoding_decodes_to_the_same_signal(bits, tag, extensible):
+    signal = 0.6 * np.sin(np.arange(24_000) / 7.7)
+    signal = np.column_stack([signal, -0.5 * signal])
+    if tag == 3:
+        stored = signal.astype("<f4")
+        payload = stored.tobytes()
+    elif bits == 8:  # unsigned, centred on 128
+        stored = np.round(signal * 127)
+        payload = (stored + 128).astype(np.uint8).tobytes()
+    else:
+        stored = np.round(signal * (2 ** (bits - 1) - 1))
+        ints = stored.astype("<i4" if bits == 24 else f"<i{bits // 8}")
+        payload = ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes() if bits == 24 else ints.tobytes()
+    data = wav_with_header(payload, tag=tag, bits=bits, channels=2, extensible=extensible)
+    assert probe_wav(data) == (48_000, bits, 2, 0.5)
+    out = frames_of(process_for_editing(data, kind="voice", loop=True, headroom_db=HEADROOM, bit_depth=24).data)
+    expected = stored / np.abs(stored).max() * LEVEL * 2**23
+    # Samples are float32 in between: exact for up to 24-bit integers; 32-bit ones keep 24 bits.
+    assert np.abs(out - expected).max() <= (1.5 if bits == 32 and tag == 1 else 1)
+
+
+@pytest.mark.parametrize("codec", ["ulaw", "alaw"])
+def test_g711_decoding_matches_the_standard_tables(codec):
+    audioop = pytest.importorskip("audioop")
+    every_code = bytes(range(256)) * 4
+    out = frames_of(process_for_editing(every_code, kind="voice", loop=True, headroom_db=HEADROOM,
+                                        source_format=f"{codec}_48000").data)[:, 0]
+    linear = np.frombuffer((audioop.ulaw2lin if codec == "ulaw" else audioop.alaw2lin)(every_code, 2), "<i2")
+    assert np.abs(out - linear * (LEVEL * 32768 / np.abs(linear).max())).max() <= 1
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 44_100, 96_000])
+def test_resampling_is_the_linear_interpolation_audioop_ratecv_did(rate):
+    audioop = pytest.importorskip("audioop")
+    source = int16(np.round(12_000 * np.sin(np.arange(rate // 2) / 3.3) + 300 * np.cos(np.arange(rate // 2))))
+    out = frames_of(process_for_editing(source, kind="voice", loop=True, headroom_db=HEADROOM,
+                                        source_format=f"pcm_{rate}").data)[:, 0]
+    # audioop truncates its results to integers: at 32 bits that is far below a 16-bit LSB.
+    wide = audioop.lin2lin(source, 2, 4)
+    reference = np.frombuffer(audioop.ratecv(wide, 4, 1, rate, 48_000, None)[0], "<i4") / 65536
+    assert len(out) == len(reference)
+    assert np.abs(out - reference * (LEVEL * 32768 / np.abs(reference).max())).max() <= 1
+
+
+def test_wav_header_is_the_one_the_wave_module_writes():
+    for bit_depth, channels in ((16, 1), (24, 2)):
+        source = np.round(9000 * np.sin(np.arange(4_801 * channels) / 9)).astype(np.int64)
+        data = process_for_editing(wav(int16(source), channels=channels), kind="voice", bit_depth=bit_depth).data
+        with wave.open(io.BytesIO(data)) as w:
+            frames = w.readframes(w.getnframes())
+        assert data[:44] == wav(frames, width=bit_depth // 8, channels=channels)[:44]
+        assert len(data) == 44 + 4_801 * channels * bit_depth // 8
