@@ -152,6 +152,18 @@ async def test_the_same_idempotency_key_returns_the_first_result_and_charges_onc
     assert await db.fetchval("SELECT count(*) FROM generations") == 1
 
 
+async def test_the_credits_charged_metric_counts_a_retried_request_once(api, db, add_key):
+    await add_key()
+    user = await user_with(api, db, 10)
+    body = {"prompt": "cash register", "duration_seconds": 12}  # 2 credits
+    for _ in range(2):
+        resp, _ = await post(api, "/v1/sfx", user, body, key="click-metric")
+        assert resp.status == 200
+    metrics = await (await api.get("/metrics")).text()
+    assert 'credits_charged_total{kind="sfx"} 2.0' in metrics
+    assert await remaining(db, user.user_id) == 8
+
+
 async def test_an_idempotency_key_reused_with_other_parameters_is_409(api, db, add_key):
     await add_key()
     user = await user_with(api, db, 10)

@@ -20,7 +20,9 @@ class Metrics:
             registry=self.registry,
         )
         # Domain counters: kept here so every domain finds them in one place.
-        self.credits = Counter("credits_total", "Credits moved through the ledger by kind", ["kind"], registry=self.registry)
+        self.credits_charged = Counter(
+            "credits_charged_total", "Credits charged for generations by kind (sfx, voice)", ["kind"], registry=self.registry
+        )
         self.logins = Counter("logins_total", "Login attempts by outcome", ["outcome"], registry=self.registry)
         self.generations = Counter(
             "generations_total", "Generations by kind and outcome", ["kind", "outcome"], registry=self.registry
