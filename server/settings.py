@@ -66,6 +66,8 @@ class Settings:
     bcrypt_cost: int = env("BCRYPT_COST", "bcrypt work factor for password hashes", 12, kind=int)
     login_max_failures: int = env("LOGIN_MAX_FAILURES", "failed logins per account or IP before throttling", 5, kind=int)
     login_failure_window: int = env("LOGIN_FAILURE_WINDOW", "seconds over which failed logins are counted", 900, kind=int)
+    signup_max_per_ip: int = env("SIGNUP_MAX_PER_IP", "account creations (API or portal) one IP may attempt per window", 10, kind=int)
+    signup_window: int = env("SIGNUP_WINDOW", "seconds over which sign-up attempts per IP are counted", 3600, kind=int)
 
     hold_ttl: int = env("CREDIT_HOLD_TTL", "seconds after which an unsettled credit hold is released by the sweep", 600, kind=int)
     upgrade_url: str = env("UPGRADE_URL", "where the panel sends users who are out of credits (default: PUBLIC_URL/pricing)", "")

@@ -13,7 +13,7 @@ from portal.sessions import current_user, end_all_sessions, end_session, flash, 
 from portal.web import redirect, render, safe_next, spawn
 from server.appkeys import DB, REDIS, SETTINGS
 from server.auth import service as auth
-from server.auth.throttle import LoginThrottle
+from server.auth.throttle import LoginThrottle, SignupThrottle
 from server.mail import MAIL
 from server.web.errors import ApiError, TooManyRequests
 
@@ -40,6 +40,17 @@ async def signup(request: web.Request) -> web.Response:
     if form.get("password", "") != form.get("password_confirm", ""):
         errors["password_confirm"] = "The two passwords do not match"
     if not errors:
+        try:
+            await SignupThrottle(request.app[REDIS], request.app[SETTINGS]).attempt(client_ip(request))
+        except TooManyRequests as err:
+            minutes = max(1, math.ceil(int(err.details.get("retry_after", 60)) / 60))
+            response = await render(request, "signup.html", {
+                "page_title": "Create your account", "form": {"email": form.get("email", "")}, "plan": form.get("plan", ""),
+                "errors": {"_form": f"Too many accounts were created from your network. Try again in {minutes} "
+                                    f"minute{'s' if minutes > 1 else ''}."},
+            }, status=429)
+            response.headers.update(err.headers)
+            return response
         try:
             user_id = await auth.create_user(request.app[DB], request.app[SETTINGS], form.get("email", ""), form.get("password", ""))
         except ApiError as err:

@@ -10,6 +10,6 @@ from server.auth.service import (
     require_admin,
     verify_credentials,
 )
-from server.auth.throttle import LoginThrottle
+from server.auth.throttle import LoginThrottle, SignupThrottle
 
-__all__ = ["CurrentUser", "LoginThrottle", "authenticate", "create_user", "require_admin", "verify_credentials"]
+__all__ = ["CurrentUser", "LoginThrottle", "SignupThrottle", "authenticate", "create_user", "require_admin", "verify_credentials"]

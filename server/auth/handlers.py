@@ -16,7 +16,7 @@ from server.appkeys import AUTHENTICATE, DB, METRICS, REDIS, SETTINGS
 from server.auth import service
 from server.auth.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from server.auth.passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
-from server.auth.throttle import LoginThrottle
+from server.auth.throttle import LoginThrottle, SignupThrottle
 from server.web.api import ApiModel, ApiRoutes, json_response
 from server.web.errors import NotFound, TooManyRequests, Unauthorized
 
@@ -128,9 +128,11 @@ def device_info(request: web.Request, name: str | None) -> service.DeviceInfo:
 @api.post(
     "/v1/auth/register", summary="Create an account and sign this device in", body=RegisterRequest,
     response=TokenResponse, status=201, auth=False,
-    responses={"409": {"description": "email_taken"}, "422": {"description": "validation_failed (email or password policy)"}},
+    responses={"409": {"description": "email_taken"}, "422": {"description": "validation_failed (email or password policy)"},
+               "429": {"description": "rate_limited: too many sign-ups from this address (Retry-After)"}},
 )
 async def register(request: web.Request, body: RegisterRequest) -> web.Response:
+    await SignupThrottle(request.app[REDIS], request.app[SETTINGS]).attempt(request.remote)
     tokens = await service.register(
         request.app[DB], request.app[SETTINGS], body.email, body.password, device_info(request, body.device_name)
     )

@@ -1,4 +1,4 @@
-"""Failed sign-ins counted in Redis, so every worker process sees the same numbers.
+"""Failed sign-ins and sign-up attempts counted in Redis, so every worker process sees the same numbers.
 
 Two counters per attempt: one for the account (keyed by a digest of the normalised email, so
 unknown and known emails are throttled alike and Redis holds no addresses) and one for the
@@ -58,3 +58,29 @@ class LoginThrottle:
         # Only the account counter: a guesser must not clear its IP's record by signing in to its own account.
         account_key, _ = self.keys(email, ip)
         await self.redis.delete(account_key)
+
+
+class SignupThrottle:
+    """Account creations per client IP: every attempt counts (a taken email too, so the sign-up
+    form cannot be used to test thousands of addresses), in a fixed window that starts at the
+    first attempt; beyond SIGNUP_MAX_PER_IP, 429 until that window ends."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.limit = settings.signup_max_per_ip
+        self.window = settings.signup_window
+        self._settings = settings
+
+    async def attempt(self, ip: str | None) -> None:
+        """Count one attempt from `ip`; TooManyRequests (with Retry-After) when it is one too many."""
+        key = self._settings.rkey("signups", "ip", ip or "unknown")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self.window, nx=True)
+            pipe.ttl(key)
+            count, _, ttl = await pipe.execute()
+        if int(count) > self.limit:
+            raise TooManyRequests(
+                "Too many accounts created from this address; try again later",
+                retry_after=ttl if ttl > 0 else self.window,
+            )
