@@ -15,14 +15,14 @@ from server.settings import Settings
 from server.web import health
 from server.web.logs import REDACTOR
 from server.web.metrics import Metrics
-from server.web.middleware import cors, request_context, security_headers
+from server.web.middleware import client_address, cors, request_context, security_headers
 
 log = logging.getLogger("server.app")
 
 
 def create_app(settings: Settings) -> web.Application:
     # Bodies larger than this never reach a handler; JSON routes have their own, smaller limit.
-    app = web.Application(middlewares=[cors, request_context, security_headers], client_max_size=8 * 1024 * 1024)
+    app = web.Application(middlewares=[client_address, cors, request_context, security_headers], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[ENDPOINTS] = []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
+import ipaddress
 import json
 import os
 import secrets
@@ -68,6 +70,12 @@ class Settings:
     login_failure_window: int = env("LOGIN_FAILURE_WINDOW", "seconds over which failed logins are counted", 900, kind=int)
     signup_max_per_ip: int = env("SIGNUP_MAX_PER_IP", "account creations (API or portal) one IP may attempt per window", 10, kind=int)
     signup_window: int = env("SIGNUP_WINDOW", "seconds over which sign-up attempts per IP are counted", 3600, kind=int)
+    trusted_proxies: str = env(
+        "TRUSTED_PROXIES",
+        "addresses or CIDR ranges of reverse proxies whose X-Forwarded-For names the client, separated by commas; "
+        "empty: the TCP peer is the client",
+        "",
+    )
 
     hold_ttl: int = env("CREDIT_HOLD_TTL", "seconds after which an unsettled credit hold is released by the sweep", 600, kind=int)
     upgrade_url: str = env("UPGRADE_URL", "where the panel sends users who are out of credits (default: PUBLIC_URL/pricing)", "")
@@ -126,6 +134,14 @@ class Settings:
     @property
     def price_ids(self) -> dict[str, str]:
         return parse_pairs(self.stripe_prices, "STRIPE_PRICES")
+
+    @functools.cached_property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        try:
+            return tuple(ipaddress.ip_network(item.strip(), strict=False)
+                         for item in self.trusted_proxies.split(",") if item.strip())
+        except ValueError as exc:
+            raise SettingsError(f"TRUSTED_PROXIES: {exc}") from None
 
     @property
     def data_path(self) -> Path:
@@ -203,6 +219,7 @@ class Settings:
             raise SettingsError("KEYBANK_ACTIVE_VERSION must name a version in KEYBANK_MASTER_KEYS")
         if self.workers < 1:
             raise SettingsError("WORKERS must be at least 1")
+        self.trusted_networks  # noqa: B018  (parses TRUSTED_PROXIES: a typo fails at start, not per request)
         if self.max_json_bytes < 1024:
             raise SettingsError("MAX_JSON_BYTES must be at least 1024")
         if self.is_production and self.bcrypt_cost < 10:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import time
@@ -10,7 +11,7 @@ import uuid
 
 from aiohttp import web
 
-from server.appkeys import METRICS, REQUEST_ID
+from server.appkeys import METRICS, REQUEST_ID, SETTINGS
 from server.web.errors import ApiError, PayloadTooLarge
 from server.web.logs import request_id_var
 
@@ -31,6 +32,48 @@ HTTP_CODES = {
     422: "validation_failed",
     429: "rate_limited",
 }
+
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+@web.middleware
+async def client_address(request: web.Request, handler) -> web.StreamResponse:
+    """Behind a reverse proxy the TCP peer is the proxy: every sign-in and sign-up would count
+    against one address. When the peer is one of TRUSTED_PROXIES, the client is taken from
+    X-Forwarded-For instead; from anyone else the header is ignored (a client could write
+    anything there to dodge the per-address limits)."""
+    networks = request.app[SETTINGS].trusted_networks
+    if networks and _in(request.remote, networks):
+        client = forwarded_client(request.headers.getall("X-Forwarded-For", []), networks)
+        if client is not None:
+            request = request.clone(remote=client)
+    return await handler(request)
+
+
+def forwarded_client(values: list[str], trusted: Networks) -> str | None:
+    """The client in X-Forwarded-For: the rightmost address that is not one of our proxies (each
+    proxy appends the address it got the request from, so entries left of that are the client's
+    own claims). None when the header is missing or a hop is not an address."""
+    hops = [hop.strip() for value in values for hop in value.split(",")]
+    client = None
+    for hop in reversed(hops):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return None
+        client = str(address)
+        if not any(address in network for network in trusted):
+            return client
+    return client  # every hop is one of ours: the leftmost is the closest we know to the client
+
+
+def _in(remote: str | None, networks: Networks) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 def is_api(request: web.Request) -> bool:
