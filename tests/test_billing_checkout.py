@@ -186,6 +186,41 @@ async def test_a_refund_of_a_subscription_payment_is_not_a_top_up_claw_back(clie
     assert (await credits.summary(db, user.id)).remaining == 2000
 
 
+async def test_a_disputed_pack_payment_takes_its_credits_back_at_once(client, fake, db, settings):
+    user = await new_user(db, settings)
+    session = await buy_pack(client, fake, user)
+    await fake.dispute(session["payment_intent"], outcome="won")
+    assert [d.event_type for d in fake.deliveries[-2:]] == ["charge.dispute.created", "charge.dispute.closed"]
+    # Stripe withdrew the money when the dispute opened; winning it later restores nothing by itself.
+    assert (await credits.summary(db, user.id)).remaining == 20
+    entry = await db.fetchrow("SELECT amount, reason, actor FROM credit_ledger WHERE user_id = $1 AND kind = 'adjust'", user.id)
+    assert entry["amount"] == -500 and entry["actor"] == "stripe" and entry["reason"].startswith("dispute of top-up")
+    assert await consistent(db, user.id)
+
+
+async def test_a_dispute_after_a_partial_refund_takes_only_what_is_left(client, fake, db, settings):
+    user = await new_user(db, settings)
+    session = await buy_pack(client, fake, user)
+    await fake.refund(session["payment_intent"], amount=200)
+    assert (await credits.summary(db, user.id)).remaining == 320
+    await fake.dispute(session["payment_intent"], amount=300)
+    assert (await credits.summary(db, user.id)).remaining == 20
+    row = await db.fetchrow("SELECT refunded_cents, clawed_back FROM billing_top_ups WHERE checkout_session_id = $1",
+                            session["id"])
+    assert dict(row) == {"refunded_cents": 500, "clawed_back": 500}
+    assert await consistent(db, user.id)
+
+
+async def test_a_disputed_subscription_payment_is_left_for_an_operator(client, fake, db, settings):
+    user = await new_user(db, settings)
+    await checkout_and_pay(billing(client), fake, user, "pro")
+    charge = next(iter(fake.store("charge").values()))
+    await fake.dispute(charge["payment_intent"])
+    assert fake.deliveries[-1].event_type == "charge.dispute.created"
+    assert json.loads(fake.deliveries[-1].body)["outcome"] == "ignored"
+    assert (await credits.summary(db, user.id)).remaining == 2000
+
+
 # --- Stripe unavailable and secrets -----------------------------------------------------------------
 
 async def test_a_stripe_failure_during_a_webhook_rolls_back_so_the_retry_applies_it(client, fake, db, settings):

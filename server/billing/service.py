@@ -398,24 +398,39 @@ class BillingState:
         Credits already spent cannot come back: at most the current balance is taken, and the
         shortfall is recorded on the top-up (unrecovered) rather than pushed into a negative balance.
         """
+        refunded = int(charge.get("amount_refunded") or 0)  # Stripe reports the running total
+        return await self._take_back(conn, ref(charge.get("payment_intent")) or "", lambda _: refunded,
+                                     key=lambda session_id, total: f"stripe-refund:{session_id}:{total}",
+                                     what="refund")
+
+    async def claw_back_dispute(self, conn: asyncpg.Connection, dispute: dict) -> Changes:
+        """A disputed top-up payment: Stripe withdraws the disputed amount when the dispute opens, so
+        its credits go as a refund's would. Winning the dispute later gives nothing back by itself
+        (support can adjust); a subscription payment's dispute is for an operator to judge."""
+        disputed = int(dispute.get("amount") or 0)
+        return await self._take_back(conn, ref(dispute.get("payment_intent")) or "", lambda before: before + disputed,
+                                     key=lambda session_id, total: f"stripe-dispute:{dispute['id']}",
+                                     what="dispute")
+
+    async def _take_back(self, conn: asyncpg.Connection, payment_intent: str, total_after, *, key, what: str) -> Changes:
         changes = Changes()
-        top_up = await repo.top_up_for_payment_intent(conn, ref(charge.get("payment_intent")) or "")
+        top_up = await repo.top_up_for_payment_intent(conn, payment_intent)
         if top_up is None or top_up["user_id"] is None:
             return changes
-        refunded = min(int(charge.get("amount_refunded") or 0), top_up["amount_cents"])
-        if refunded <= top_up["refunded_cents"]:
-            return changes  # an older or repeated refund event
-        owed = math.floor(top_up["credits"] * refunded / top_up["amount_cents"]) if top_up["amount_cents"] else top_up["credits"]
+        taken = min(total_after(top_up["refunded_cents"]), top_up["amount_cents"])
+        if taken <= top_up["refunded_cents"]:
+            return changes  # an older or repeated event
+        owed = math.floor(top_up["credits"] * taken / top_up["amount_cents"]) if top_up["amount_cents"] else top_up["credits"]
         delta = owed - top_up["clawed_back"] - top_up["unrecovered"]
         clawed = 0
         if delta > 0:
             # adjust takes at most what the account holds and returns what it took.
             clawed = -await credits.adjust(conn, top_up["user_id"], -delta,
-                                           f"refund of top-up {top_up['checkout_session_id']}", "stripe",
-                                           key=f"stripe-refund:{top_up['checkout_session_id']}:{refunded}")
-            changes.add(f"top-up {top_up['checkout_session_id']}: clawed back {clawed} credits, "
+                                           f"{what} of top-up {top_up['checkout_session_id']}", "stripe",
+                                           key=key(top_up["checkout_session_id"], taken))
+            changes.add(f"top-up {top_up['checkout_session_id']}: {what}, clawed back {clawed} credits, "
                         f"{delta - clawed} unrecovered")
-        await repo.record_refund(conn, top_up["checkout_session_id"], refunded, clawed, max(delta, 0) - clawed)
+        await repo.record_refund(conn, top_up["checkout_session_id"], taken, clawed, max(delta, 0) - clawed)
         return changes
 
 

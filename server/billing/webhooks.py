@@ -51,6 +51,7 @@ class WebhookProcessor:
             "invoice.voided": self.invoice_changed,
             "invoice.marked_uncollectible": self.invoice_changed,
             "charge.refunded": self.charge_refunded,
+            "charge.dispute.created": self.charge_disputed,
         }
 
     async def process(self, event: dict) -> str:
@@ -131,6 +132,13 @@ class WebhookProcessor:
 
     async def charge_refunded(self, conn, event, charge, customer) -> str:
         changes: Changes = await self.state.claw_back(conn, charge)
+        return PROCESSED if changes else IGNORED
+
+    async def charge_disputed(self, conn, event, dispute, customer) -> str:
+        changes: Changes = await self.state.claw_back_dispute(conn, dispute)
+        if not changes:
+            log.warning("payment disputed; not a top-up, left for an operator",
+                        extra={"dispute": dispute.get("id"), "charge": ref(dispute.get("charge"))})
         return PROCESSED if changes else IGNORED
 
 

@@ -567,6 +567,21 @@ class FakeStripe:
         return await self.emit([self.event("charge.refunded", charge,
                                            previous_attributes={"amount_refunded": charge["_previous_refunded"]})])
 
+    async def dispute(self, payment_intent_id: str, amount: int | None = None, *, outcome: str | None = None) -> list[dict]:
+        """The cardholder disputes the payment: `charge.dispute.created` (Stripe takes the disputed
+        amount back at once); with `outcome` ("won" or "lost"), also `charge.dispute.closed`."""
+        charge = self.get("charge", self.get("payment_intent", payment_intent_id)["latest_charge"])
+        dispute = {"id": self.new_id("dp"), "object": "dispute", "amount": charge["amount"] if amount is None else amount,
+                   "charge": charge["id"], "payment_intent": payment_intent_id, "currency": charge["currency"],
+                   "reason": "fraudulent", "status": "needs_response", "created": self.now(), "metadata": {}}
+        self.store("dispute")[dispute["id"]] = dispute
+        charge["disputed"] = True
+        events = [self.event("charge.dispute.created", dict(dispute))]
+        if outcome is not None:
+            dispute["status"] = outcome
+            events.append(self.event("charge.dispute.closed", dict(dispute), previous_attributes={"status": "needs_response"}))
+        return await self.emit(events)
+
     def create_refund(self, params: dict) -> dict:
         if params.get("payment_intent"):
             charge = self.get("charge", self.get("payment_intent", params["payment_intent"])["latest_charge"])
