@@ -330,6 +330,29 @@ async def test_deleting_a_subscribed_account_cancels_the_subscription_at_stripe(
     assert await client.server.app[BILLING].subscription(user.id) is None
 
 
+async def test_an_email_change_reaches_the_stripe_customer_so_receipts_follow(client, db, customer, fake_stripe):
+    portal, user = customer
+    current = CurrentUser(user.id, user.email, "user", "active", None)
+    customer_id = await client.server.app[BILLING].ensure_customer(current)
+    new = unique_email("receipts")
+    resp = await portal.post("/account/email", {"email": new, "current_password": user.password})
+    assert resp.status == 303
+    assert fake_stripe.get("customer", customer_id)["email"] == new
+
+
+async def test_an_email_change_stands_when_stripe_cannot_be_reached(client, db, customer, fake_stripe, caplog):
+    portal, user = customer
+    current = CurrentUser(user.id, user.email, "user", "active", None)
+    customer_id = await client.server.app[BILLING].ensure_customer(current)
+    fake_stripe.api_key = "sk_test_rotated_elsewhere_0000"  # our key is refused from now on
+    new = unique_email("stripe-down")
+    resp = await portal.post("/account/email", {"email": new, "current_password": user.password})
+    assert resp.status == 303
+    assert await db.fetchval("SELECT email::text FROM users WHERE id = $1", user.id) == new
+    assert fake_stripe.get("customer", customer_id)["email"] == user.email
+    assert "Stripe customer's email could not be updated" in caplog.text
+
+
 async def test_reset_requests_from_one_address_are_capped_whatever_the_email(visitor, db, browser_factory):
     from portal.handlers.auth import RESETS_PER_IP_PER_HOUR
 

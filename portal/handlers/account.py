@@ -141,6 +141,14 @@ async def change_email(request: web.Request) -> web.Response:
     except ApiError as err:
         errors = {f"email_{k}" if k != "_form" else "email_email": v for k, v in field_errors(err).items()}
         return await account_page(request, user, errors=errors, section="email", status=422)
+    billing = domains.billing(request.app)
+    if billing is not None:
+        try:
+            await billing.sync_customer_email(user.id, new)
+        except Exception:
+            # The change stands; Stripe keeps mailing receipts to the old address until support fixes it.
+            log.warning("the Stripe customer's email could not be updated", exc_info=True,
+                        extra={"user_id": str(user.id)})
     try:
         await request.app[MAIL].send(
             old, "Your SFX Studio email was changed",

@@ -531,6 +531,15 @@ class BillingService:
         await repo.link_customer(self.pool, customer["id"], user.id)
         return customer["id"]
 
+    async def sync_customer_email(self, user_id: uuid.UUID, email: str) -> bool:
+        """After an email change: receipts and invoices go to the new address. False when the
+        user never had a Stripe customer (nothing to update)."""
+        customer_id = await repo.customer_for_user(self.pool, user_id)
+        if customer_id is None:
+            return False
+        await self.gateway.update_customer_email(customer_id, email)
+        return True
+
     # reading ------------------------------------------------------------------------------
 
     async def invoices(self, user_id: uuid.UUID) -> list[Invoice]:

@@ -55,6 +55,9 @@ class StripeGateway:
             {"idempotency_key": f"customer-{user_id}"},
         ))
 
+    async def update_customer_email(self, customer_id: str, email: str) -> dict:
+        return await self._call("update customer", self._client.v1.customers.update_async(customer_id, {"email": email}))
+
     async def create_checkout_session(self, params: dict[str, Any]) -> dict:
         return await self._call("create checkout session", self._client.v1.checkout.sessions.create_async(params))
 

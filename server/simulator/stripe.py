@@ -748,6 +748,16 @@ async def _customers_retrieve(request: web.Request) -> web.Response:
     return _ok(request.app[FAKE].get("customer", request.match_info["id"]))
 
 
+@_api_routes.post("/v1/customers/{id}")
+async def _customers_update(request: web.Request) -> web.Response:
+    customer = request.app[FAKE].get("customer", request.match_info["id"])
+    params = await _params(request)
+    customer.update({k: v for k, v in params.items() if k in ("email", "name")})
+    if "metadata" in params:
+        customer["metadata"].update(params["metadata"] or {})
+    return _ok(customer)
+
+
 @_api_routes.post("/v1/checkout/sessions")
 async def _checkout_create(request: web.Request) -> web.Response:
     return _ok(request.app[FAKE].create_checkout_session(await _params(request)))
