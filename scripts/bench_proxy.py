@@ -12,8 +12,10 @@ own process (`python -m server simulator` / `python -m server serve`, exactly as
 starts it: uvloop when installed, `--workers N`); the load comes from this one: (a) makes the
 very SDK call the proxy makes (server.generation.upstream: same client, same options), (b) posts
 with aiohttp's client, the lightest Python HTTP client, so the load generator takes as little
-as possible of the cores it shares with the proxy; "busy" is the share of all CPUs in use during a
-run (any process: client, proxy, simulator, Postgres, Redis), "client" this process's CPU.
+as possible of the cores it shares with the proxy. "busy" is the share of all CPUs in use during a
+run (any process), "stolen" the share a virtual machine's hypervisor kept for others while this
+one wanted it; CPU per request is given for the simulator, the proxy, the benchmark database's
+Postgres backends, Redis, and this process ("client").
 Then 10,000 requests through the proxy while its resident memory is sampled: it must stay
 flat. `--workers 1 2` measures the proxy with one worker process, then with two (CPU and
 memory are then the sum over the workers).
@@ -86,6 +88,7 @@ class Run:
     elapsed: float
     cpu_ms: dict[str, float] | None = None  # CPU per request of each server process
     busy: float = 0.0  # share of the machine's CPUs busy during the run (any process)
+    stolen: float = 0.0  # share the hypervisor gave to other machines while this one wanted it
 
     @property
     def rps(self) -> float:
@@ -118,20 +121,42 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process and its worker processes have used so far."""
+def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
+    """User + system CPU time a process (and its worker processes) have used so far."""
     total = 0.0
-    for one in (pid, *children(pid)):
-        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+    for one in (pid, *(children(pid) if with_children else ())):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far."""
+def processes_named(needle: str) -> list[int]:
+    """Processes whose command line contains `needle` (Postgres names each backend's database there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def cpu_meter(needle: str):
+    """CPU seconds used so far by the processes matching `needle` now (a pool's backends stay put)."""
+    return lambda: sum(cpu_seconds(pid, with_children=False) for pid in processes_named(needle))
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, stolen, total) CPU ticks of the whole machine so far; stolen: taken by the hypervisor."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+    steal = values[7] if len(values) > 7 else 0
+    return sum(values) - idle - steal, steal, sum(values)
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -162,9 +187,10 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, path: str) ->
     raise SystemExit(f"{url} did not come up")
 
 
-async def measure(label: str, call, total: int, concurrency: int, pids: dict[str, int] | None = None) -> Run:
-    """`total` calls, `concurrency` at a time; with `pids`, also the CPU each of those processes spent."""
-    before = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
+async def measure(label: str, call, total: int, concurrency: int, meters: dict | None = None) -> Run:
+    """`total` calls, `concurrency` at a time; with `meters` (name: CPU seconds so far), also the
+    CPU each of those spent."""
+    before = {name: meter() for name, meter in (meters or {}).items()}
     before["client"] = time.process_time()
     ticks_before = machine_ticks()
     latencies: list[float] = []
@@ -181,26 +207,29 @@ async def measure(label: str, call, total: int, concurrency: int, pids: dict[str
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    cpu = {name: (cpu_seconds(pid) - before[name]) * 1000 / total for name, pid in (pids or {}).items()}
+    cpu = {name: (meter() - before[name]) * 1000 / total for name, meter in (meters or {}).items()}
     cpu["client"] = (time.process_time() - before["client"]) * 1000 / total
     ticks_after = machine_ticks()
-    busy = (ticks_after[0] - ticks_before[0]) / max(1, ticks_after[1] - ticks_before[1])
-    return Run(label, concurrency, latencies, elapsed, cpu, busy)
+    span = max(1, ticks_after[2] - ticks_before[2])
+    busy = (ticks_after[0] - ticks_before[0]) / span
+    stolen = (ticks_after[1] - ticks_before[1]) / span
+    return Run(label, concurrency, latencies, elapsed, cpu, busy, stolen)
 
 
 def report(direct: Run, proxied: Run) -> None:
     print(f"  concurrency {direct.concurrency:>3}  ({len(direct.latencies)} / {len(proxied.latencies)} requests)")
-    print(f"    {'':<24}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'busy':>6}   CPU ms per request")
+    print(f"    {'':<24}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'busy':>6}{'stolen':>7}"
+          f"   CPU ms per request")
     for run in (direct, proxied):
         cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in (run.cpu_ms or {}).items())
         print(f"    {run.label:<24}{run.rps:>8.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}"
-              f"{run.busy:>6.0%}   {cpu}")
+              f"{run.busy:>6.0%}{run.stolen:>7.0%}   {cpu}")
     print(f"    {'added by the proxy':<24}{'':>8}{proxied.pct(50) - direct.pct(50):>9.2f}"
           f"{proxied.pct(95) - direct.pct(95):>9.2f}{proxied.pct(99) - direct.pct(99):>9.2f}")
 
 
 async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstream: Upstream,
-                    headers: dict[str, str], api_key: str, sim_pid: int, proxy_pid: int) -> None:
+                    headers: dict[str, str], api_key: str, sim_pid: int, proxy_pid: int, db_name: str) -> None:
     async def direct() -> None:
         audio = await upstream.sound_effect(api_key, text=PROMPT, duration_seconds=SECONDS, prompt_influence=0.3,
                                             loop=False, model_id="eleven_text_to_sound_v2")
@@ -221,11 +250,12 @@ async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstr
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nSFX, {SECONDS:g}-second clip, 48 kHz WAV; simulator answering instantly; "
           f"{os.cpu_count()} CPUs, load average {load} (other work on the machine skews every figure)\n")
-    pids = {"simulator": sim_pid, "proxy": proxy_pid}
+    meters = {"simulator": lambda: cpu_seconds(sim_pid), "proxy": lambda: cpu_seconds(proxy_pid),
+              "postgres": cpu_meter(f" {db_name} "), "redis": cpu_meter("redis-server")}
     levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
     for concurrency, count in levels:
-        direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, pids)
-        proxied_run = await measure("(b) client -> proxy", proxied, count, concurrency, pids)
+        direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, meters)
+        proxied_run = await measure("(b) client -> proxy", proxied, count, concurrency, meters)
         report(direct_run, proxied_run)
         print()
 
@@ -325,7 +355,8 @@ async def main(args: argparse.Namespace) -> None:
                         signed = await resp.json()
                     await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
                     headers = {"Authorization": "Bearer " + signed["access_token"]}
-                await bench_one(args, http, Upstream(sdk_http, sim_url), headers, api_key, sim.pid, proxy.pid)
+                await bench_one(args, http, Upstream(sdk_http, sim_url), headers, api_key, sim.pid, proxy.pid,
+                                db_name)
             await sdk_http.aclose()
             proxy.terminate()
             await asyncio.wait_for(proxy.wait(), 60)
