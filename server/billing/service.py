@@ -398,26 +398,33 @@ class BillingState:
         Credits already spent cannot come back: at most the current balance is taken, and the
         shortfall is recorded on the top-up (unrecovered) rather than pushed into a negative balance.
         """
-        refunded = int(charge.get("amount_refunded") or 0)  # Stripe reports the running total
-        return await self._take_back(conn, ref(charge.get("payment_intent")) or "", lambda _: refunded,
-                                     key=lambda session_id, total: f"stripe-refund:{session_id}:{total}",
-                                     what="refund")
+        top_up = await self._top_up_of(conn, charge.get("payment_intent"))
+        if top_up is None:
+            return Changes()
+        # Stripe reports the running total refunded on the charge.
+        taken = min(int(charge.get("amount_refunded") or 0), top_up["amount_cents"])
+        return await self._take_back(conn, top_up, taken, "refund",
+                                     key=f"stripe-refund:{top_up['checkout_session_id']}:{taken}")
 
     async def claw_back_dispute(self, conn: asyncpg.Connection, dispute: dict) -> Changes:
         """A disputed top-up payment: Stripe withdraws the disputed amount when the dispute opens, so
         its credits go as a refund's would. Winning the dispute later gives nothing back by itself
         (support can adjust); a subscription payment's dispute is for an operator to judge."""
-        disputed = int(dispute.get("amount") or 0)
-        return await self._take_back(conn, ref(dispute.get("payment_intent")) or "", lambda before: before + disputed,
-                                     key=lambda session_id, total: f"stripe-dispute:{dispute['id']}",
-                                     what="dispute")
+        top_up = await self._top_up_of(conn, dispute.get("payment_intent"))
+        if top_up is None:
+            return Changes()
+        taken = min(top_up["refunded_cents"] + int(dispute.get("amount") or 0), top_up["amount_cents"])
+        return await self._take_back(conn, top_up, taken, "dispute", key=f"stripe-dispute:{dispute['id']}")
 
-    async def _take_back(self, conn: asyncpg.Connection, payment_intent: str, total_after, *, key, what: str) -> Changes:
+    async def _top_up_of(self, conn: asyncpg.Connection, payment_intent: Any) -> asyncpg.Record | None:
+        top_up = await repo.top_up_for_payment_intent(conn, ref(payment_intent) or "")
+        return top_up if top_up is not None and top_up["user_id"] is not None else None
+
+    async def _take_back(self, conn: asyncpg.Connection, top_up: asyncpg.Record, taken: int, what: str, *,
+                         key: str) -> Changes:
+        """`taken` cents of the pack's price are gone back to the payer (all refunds and disputes
+        so far): its share of the pack's credits leaves the account, as far as the balance allows."""
         changes = Changes()
-        top_up = await repo.top_up_for_payment_intent(conn, payment_intent)
-        if top_up is None or top_up["user_id"] is None:
-            return changes
-        taken = min(total_after(top_up["refunded_cents"]), top_up["amount_cents"])
         if taken <= top_up["refunded_cents"]:
             return changes  # an older or repeated event
         owed = math.floor(top_up["credits"] * taken / top_up["amount_cents"]) if top_up["amount_cents"] else top_up["credits"]
@@ -426,8 +433,7 @@ class BillingState:
         if delta > 0:
             # adjust takes at most what the account holds and returns what it took.
             clawed = -await credits.adjust(conn, top_up["user_id"], -delta,
-                                           f"{what} of top-up {top_up['checkout_session_id']}", "stripe",
-                                           key=key(top_up["checkout_session_id"], taken))
+                                           f"{what} of top-up {top_up['checkout_session_id']}", "stripe", key=key)
             changes.add(f"top-up {top_up['checkout_session_id']}: {what}, clawed back {clawed} credits, "
                         f"{delta - clawed} unrecovered")
         await repo.record_refund(conn, top_up["checkout_session_id"], taken, clawed, max(delta, 0) - clawed)
