@@ -24,7 +24,7 @@ Everything is throwaway: a database `sfx_bench_*` (dropped at the end), a Redis 
 a temporary data folder. The user is on a benchmark plan with no credit limit and a rate limit
 out of reach.
 
-    .venv/bin/python scripts/bench_proxy.py [--quick] [--workers 1 2] [--profile proxy.prof]
+    .venv/bin/python scripts/bench_proxy.py [--quick] [--workers 1 2] [--users N] [--profile proxy.prof]
 
 `--profile FILE` runs the proxy under cProfile timed by the event-loop thread's own CPU clock and
 prints where that CPU went: on a busy machine wall-clock profiles (and sampling profilers) also
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import pstats
 import base64
 import os
@@ -229,7 +230,9 @@ def report(direct: Run, proxied: Run) -> None:
 
 
 async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstream: Upstream,
-                    headers: dict[str, str], api_key: str, sim_pid: int, proxy_pid: int, db_name: str) -> None:
+                    users: list[dict[str, str]], api_key: str, sim_pid: int, proxy_pid: int, db_name: str) -> None:
+    next_user = itertools.cycle(users).__next__  # with --users N, requests take turns among N accounts
+
     async def direct() -> None:
         audio = await upstream.sound_effect(api_key, text=PROMPT, duration_seconds=SECONDS, prompt_influence=0.3,
                                             loop=False, model_id="eleven_text_to_sound_v2")
@@ -237,7 +240,7 @@ async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstr
 
     async def proxied() -> None:
         async with http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
-                             headers={**headers, "Idempotency-Key": uuid.uuid4().hex}) as r:
+                             headers={**next_user(), "Idempotency-Key": uuid.uuid4().hex}) as r:
             body = await r.read()
             if r.status != 200:
                 raise SystemExit(f"proxy answered {r.status}: {body[:300]!r}")
@@ -290,6 +293,7 @@ async def main(args: argparse.Namespace) -> None:
         "DATA_DIR": str(data_dir),
         "LOG_LEVEL": "INFO",
         "BCRYPT_COST": "4",
+        "SIGNUP_MAX_PER_IP": "1000000",
         "ACCESS_TOKEN_TTL": "7200",
         "DB_POOL_MIN": "5",
         "DB_POOL_MAX": "20",
@@ -332,7 +336,7 @@ async def main(args: argparse.Namespace) -> None:
         await wait_healthy(sim_url, sim, "/v1/models")
         async with KeyBank.open(settings) as bank:
             await bank.add_key(provider="elevenlabs", label="bench", secret=api_key, max_concurrency=1000)
-        headers: dict[str, str] = {}
+        users: list[dict[str, str]] = []
         for workers in args.workers:
             runner = ["-c", PROFILED_SERVER, args.profile] if args.profile else ["-m", "server"]
             proxy = await asyncio.create_subprocess_exec(
@@ -347,15 +351,15 @@ async def main(args: argparse.Namespace) -> None:
             sdk_http = create_http_client(100)
             async with aiohttp.ClientSession(proxy_url, connector=aiohttp.TCPConnector(limit=100),
                                              timeout=aiohttp.ClientTimeout(total=60)) as http:
-                if not headers:
+                for n in range(len(users), args.users):
                     async with http.post("/v1/auth/register", json={
-                            "email": f"bench-{tag}@example.com", "password": "benchmark password 1",
+                            "email": f"bench-{tag}-{n}@example.com", "password": "benchmark password 1",
                             "device_name": "bench"}) as resp:
                         resp.raise_for_status()
                         signed = await resp.json()
                     await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
-                    headers = {"Authorization": "Bearer " + signed["access_token"]}
-                await bench_one(args, http, Upstream(sdk_http, sim_url), headers, api_key, sim.pid, proxy.pid,
+                    users.append({"Authorization": "Bearer " + signed["access_token"]})
+                await bench_one(args, http, Upstream(sdk_http, sim_url), users, api_key, sim.pid, proxy.pid,
                                 db_name)
             await sdk_http.aclose()
             proxy.terminate()
@@ -392,6 +396,9 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not figures to quote)")
+    parser.add_argument("--users", type=int, default=1,
+                        help="accounts the requests take turns among (default 1: every request locks the same "
+                             "credit account, the worst case; real traffic comes from many editors)")
     parser.add_argument("--profile", metavar="FILE", help="run the proxy under cProfile, save to FILE, print the top")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="proxy worker processes; several values measure each in turn (e.g. 1 2)")
