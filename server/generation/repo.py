@@ -112,12 +112,9 @@ async def mark_succeeded(
     upstream_request_id: str | None, upstream_cost: int | None, upstream_attempts: int, latency_ms: int,
     finish_request: uuid.UUID | None = None,
 ) -> asyncpg.Record:
-    """The row succeeds; with `finish_request`, that idempotency record too, in the same statement.
-
-    Also makes the surrounding transaction's commit asynchronous (see GenerationService._record_success)."""
+    """The row succeeds; with `finish_request`, that idempotency record too, in the same statement."""
     return await conn.fetchrow(
-        """WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS applied),
-           finished AS (
+        """WITH finished AS (
                UPDATE generation_requests SET status = 'succeeded', updated_at = now()
                 WHERE id = $15 AND $15 IS NOT NULL)
            UPDATE generations
@@ -125,7 +122,6 @@ async def mark_succeeded(
                    size_bytes = $6, credits_charged = $7, hold_id = $8, cached = $9, upstream_key_id = $10,
                    upstream_request_id = $11, upstream_cost = $12, upstream_attempts = $13, latency_ms = $14,
                    completed_at = now()
-              FROM cfg
              WHERE id = $1
          RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
