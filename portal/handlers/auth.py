@@ -26,6 +26,12 @@ def client_ip(request: web.Request) -> str | None:
     return request.remote
 
 
+def try_again_in(err: TooManyRequests) -> str:
+    """A throttled form's advice, from the Retry-After the API would send."""
+    minutes = max(1, math.ceil(int(err.details.get("retry_after", 60)) / 60))
+    return f"Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+
+
 @routes.get("/signup", name="portal.signup")
 async def signup_page(request: web.Request) -> web.Response:
     if await current_user(request):
@@ -43,11 +49,9 @@ async def signup(request: web.Request) -> web.Response:
         try:
             await SignupThrottle(request.app[REDIS], request.app[SETTINGS]).attempt(client_ip(request))
         except TooManyRequests as err:
-            minutes = max(1, math.ceil(int(err.details.get("retry_after", 60)) / 60))
             response = await render(request, "signup.html", {
                 "page_title": "Create your account", "form": {"email": form.get("email", "")}, "plan": form.get("plan", ""),
-                "errors": {"_form": f"Too many accounts were created from your network. Try again in {minutes} "
-                                    f"minute{'s' if minutes > 1 else ''}."},
+                "errors": {"_form": f"Too many accounts were created from your network. {try_again_in(err)}"},
             }, status=429)
             response.headers.update(err.headers)
             return response
@@ -92,8 +96,7 @@ async def signin(request: web.Request) -> web.Response:
         await throttle.check(email, ip)
         user = await auth.verify_credentials(request.app[DB], settings, email, form.get("password", ""))
     except TooManyRequests as err:
-        minutes = max(1, math.ceil(int(err.details.get("retry_after", 60)) / 60))
-        response = await render(request, "signin.html", page(f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}."), status=429)
+        response = await render(request, "signin.html", page(f"Too many failed attempts. {try_again_in(err)}"), status=429)
         response.headers.update(err.headers)
         return response
     except auth.InvalidCredentials:

@@ -137,7 +137,7 @@ class WebhookProcessor:
     async def charge_disputed(self, conn, event, dispute, customer) -> str:
         changes: Changes = await self.state.claw_back_dispute(conn, dispute)
         if not changes:
-            log.warning("payment disputed; not a top-up, left for an operator",
+            log.warning("payment disputed; no credit-pack credits to take back, left for an operator",
                         extra={"dispute": dispute.get("id"), "charge": ref(dispute.get("charge"))})
         return PROCESSED if changes else IGNORED
 

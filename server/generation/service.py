@@ -471,8 +471,6 @@ class GenerationService:
                 charged, balance = await credits.capture_with_balance(conn, take.hold.id, charge)
                 if charged != charge:  # the hold was captured before (a retried request): keep its figure
                     row = await repo.set_charged(conn, take.generation_id, charged)
-                if balance is not None:  # this call charged (a retried capture moved nothing)
-                    self.metrics.credits_charged.labels(job.spec.kind).inc(charged)
             if single:
                 if job.plan.unlimited:
                     job.remaining = None
@@ -480,6 +478,8 @@ class GenerationService:
                     job.remaining = balance
                 else:
                     job.remaining = (await credits.summary(conn, job.user_id)).remaining
+        if balance is not None:  # committed, and this call charged (a retried capture moved nothing)
+            self.metrics.credits_charged.labels(job.spec.kind).inc(charged)
         if single:
             job.finished = True
         return row
