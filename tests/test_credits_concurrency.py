@@ -137,9 +137,11 @@ async def test_concurrent_reserve_capture_release_mixes_lose_and_invent_nothing(
         outcome = await hammer(db, user, "mix", 200, "m")
 
     assert lowest["balance"] >= 0
-    # Released and partly captured holds free credits for later requests, so more than
-    # 50 // 3 succeed; every credit is either spent or still there.
-    assert outcome["held"] > 50 // 3
+    # A request is refused only when fewer than its 3 credits were left at that moment, so at
+    # least 50 // 3 succeed (more when released and partly captured holds came back in time:
+    # that depends on scheduling, so it is not asserted); every credit is spent or still there.
+    assert outcome["held"] >= 50 // 3
+    assert all(left < 3 for left in outcome["refused_remaining"]), outcome["refused_remaining"]
     assert outcome["held"] + outcome["refused"] == 200
     s = await service.summary(db, user)
     assert s.reserved == 0
