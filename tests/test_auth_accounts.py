@@ -51,7 +51,7 @@ async def test_registering_an_email_twice_in_any_case_is_409_email_taken(client)
 @pytest.mark.parametrize(
     ("email", "password", "field", "kind"),
     [
-        ("short@example.com", "nine char", "password", "password_too_short"),
+        ("short@example.com", "nine char", "password", "string_too_short"),
         ("Same.As.Email@example.com", "same.as.EMAIL@example.com", "password", "password_is_email"),
         ("not-an-email", "long enough password", "email", "email_invalid"),
     ],

@@ -17,7 +17,7 @@ from server.auth import service
 from server.auth.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from server.auth.passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
 from server.auth.throttle import LoginThrottle, SignupThrottle
-from server.web.api import ApiModel, ApiRoutes, json_response
+from server.web.api import ApiModel, ApiRoutes, NonBlank, json_response
 from server.web.errors import NotFound, TooManyRequests, Unauthorized
 
 log = logging.getLogger("server.auth")
@@ -32,12 +32,12 @@ PRUNE_INTERVAL_SECONDS = 3600
 
 class AuthRequest(ApiModel):
     # Whitespace is part of a password; emails and names are trimmed by the service.
-    model_config = pydantic.ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = pydantic.ConfigDict(str_strip_whitespace=False)
 
 
-Email = Annotated[str, pydantic.Field(min_length=1, max_length=service.MAX_EMAIL_LENGTH, json_schema_extra={"format": "email"})]
+Email = Annotated[NonBlank, pydantic.Field(min_length=1, max_length=service.MAX_EMAIL_LENGTH, json_schema_extra={"format": "email"})]
 DeviceName = Annotated[
-    str,
+    NonBlank,
     pydantic.StringConstraints(strip_whitespace=True, min_length=1, max_length=service.MAX_DEVICE_NAME),
     pydantic.Field(description="Shown in the device list, e.g. 'Premiere Pro on Edit Suite 2'"),
 ]
@@ -46,7 +46,7 @@ DeviceName = Annotated[
 class RegisterRequest(AuthRequest):
     email: Email
     password: str = pydantic.Field(
-        max_length=MAX_PASSWORD_LENGTH,
+        min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH,
         description=f"At least {MIN_PASSWORD_LENGTH} characters, and not the email address",
     )
     device_name: DeviceName | None = None

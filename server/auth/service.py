@@ -30,7 +30,7 @@ from server.auth.tokens import (
     new_refresh_token,
 )
 from server.settings import Settings
-from server.web.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from server.web.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed, fields_message
 
 log = logging.getLogger("server.auth")
 
@@ -68,7 +68,7 @@ class PolicyViolation(ValidationFailed):
     """422 whose details list the failing fields, like a request-model validation error."""
 
     def __init__(self, problems: list[dict[str, str]]) -> None:
-        super().__init__("Some fields are invalid", details={"fields": problems})
+        super().__init__(fields_message(problems), details={"fields": problems})
         self.problems = problems
 
 

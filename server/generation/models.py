@@ -7,21 +7,23 @@ from typing import Literal
 
 import pydantic
 
-from server.web.api import ApiModel
+from server.web.api import ApiModel, ApiQuery, NonBlank
 
 Format = Literal["wav", "mp3"]
 Kind = Literal["sfx", "voice"]
 
 
 class SfxRequest(ApiModel):
-    prompt: str = pydantic.Field(min_length=1, max_length=1000, description="What the sound is")
+    prompt: NonBlank = pydantic.Field(min_length=1, max_length=1000, description="What the sound is")
     duration_seconds: float | None = pydantic.Field(
-        default=None, ge=0.5, le=30, description="Length in seconds; absent or null lets the model choose"
+        default=None, ge=0.5, le=30,
+        description="Length in seconds, delivered to the sample (48,000 per second); absent or null lets the model "
+                    "choose, and trailing silence is then trimmed",
     )
     prompt_influence: float = pydantic.Field(default=0.3, ge=0, le=1)
     loop: bool = False
     variations: int = pydantic.Field(default=1, ge=1, le=4, description="Takes to generate (limited by plan)")
-    format: Format = "wav"
+    format: Format = pydantic.Field(default="wav", description="Loops always come as WAV: an MP3 cannot loop sample-exactly")
     bit_depth: Literal[16, 24] = 16
     reuse: bool = pydantic.Field(default=False, description="Allow an identical earlier result at the cache price")
 
@@ -36,7 +38,7 @@ class VoiceSettingsIn(ApiModel):
 
 class VoiceRequest(ApiModel):
     # The plan's max_voice_chars is the real limit; this bound only stops absurd bodies early.
-    text: str = pydantic.Field(min_length=1, max_length=50_000)
+    text: NonBlank = pydantic.Field(min_length=1, max_length=50_000)
     voice_id: str = pydantic.Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     model_id: str | None = pydantic.Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     voice_settings: VoiceSettingsIn | None = None
@@ -46,7 +48,7 @@ class VoiceRequest(ApiModel):
     reuse: bool = False
 
 
-class HistoryQuery(ApiModel):
+class HistoryQuery(ApiQuery):
     kind: Kind | None = None
     cursor: str | None = pydantic.Field(default=None, max_length=200)
     limit: int = pydantic.Field(default=20, ge=1, le=100)

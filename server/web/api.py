@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Annotated, Any, Awaitable, Callable, Iterable
 
 import pydantic
+import pydantic_core
 from aiohttp import web
 
 from server.appkeys import AUTHENTICATE, ENDPOINTS, SETTINGS
@@ -21,10 +22,49 @@ from server.web.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType,
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
-class ApiModel(pydantic.BaseModel):
-    """Base of request models: unknown fields are an error, not silently dropped."""
+NUL = "\x00"
 
-    model_config = pydantic.ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def _reject_nul(value: Any) -> Any:
+    # Postgres cannot store U+0000 in text: letting one through turns a typo into a 500.
+    if isinstance(value, str) and NUL in value:
+        raise pydantic_core.PydanticCustomError("nul_character", "must not contain the NUL character (U+0000)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item)
+    return value
+
+
+class ApiModel(pydantic.BaseModel):
+    """Base of request bodies: unknown fields are an error, not silently dropped; types are strict
+    (`0` is not a boolean, `"5"` not a number), as the JSON schema says; no string holds a NUL."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    @pydantic.field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return _reject_nul(value)
+
+
+class ApiQuery(ApiModel):
+    """Base of query-string models: every value arrives as text, so numbers are parsed from it."""
+
+    model_config = pydantic.ConfigDict(strict=False)
+
+
+def _not_blank(value: Any) -> Any:
+    if isinstance(value, str) and value and not value.strip():
+        raise pydantic_core.PydanticCustomError("blank", "must contain more than spaces")
+    return value
+
+
+# Free text that must say something: validated before trimming, so "   " is called blank rather than
+# "too short", and documented as the pattern a client can check the same way.
+NonBlank = Annotated[str, pydantic.BeforeValidator(_not_blank), pydantic.Field(json_schema_extra={"pattern": r"\S"})]
 
 
 @dataclass
@@ -68,6 +108,7 @@ class ApiRoutes:
             async def wrapped(request: web.Request) -> web.StreamResponse:
                 if auth:
                     await request.app[AUTHENTICATE](request)
+                check_request_text(request)
                 kwargs: dict[str, Any] = {}
                 if body is not None:
                     kwargs["body"] = await parse_body(request, body)
@@ -142,10 +183,21 @@ def parse_model(model: type[pydantic.BaseModel], data: dict[str, Any], *, locati
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ValidationFailed(
-            "Some fields are invalid",
-            details={"fields": validation_details(exc, location)},
-        ) from None
+        raise ValidationFailed.for_fields(validation_details(exc, location)) from None
+
+
+def check_request_text(request: web.Request) -> None:
+    """The query string and path parameters of a declared route: a NUL there is refused like one in
+    the body (routes without a query model never read it, but nothing should reach us unchecked)."""
+    problems = [
+        {"field": name, "location": location, "message": "must not contain the NUL character (U+0000)",
+         "type": "nul_character"}
+        for location, values in (("query", request.query), ("path", request.match_info))
+        for name, value in values.items()
+        if NUL in name or NUL in value
+    ]
+    if problems:
+        raise ValidationFailed.for_fields(problems)
 
 
 def validation_details(exc: pydantic.ValidationError, location: str) -> list[dict[str, str]]:

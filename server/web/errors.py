@@ -66,6 +66,22 @@ class UnsupportedMediaType(ApiError):
 class ValidationFailed(ApiError):
     status, code = 422, "validation_failed"
 
+    @classmethod
+    def for_fields(cls, problems: list[dict[str, str]]) -> "ValidationFailed":
+        """422 listing field problems (`{"field", "location", "message", "type"}`); the message names
+        the first, so a client that shows only the message still says what to fix."""
+        return cls(fields_message(problems), details={"fields": problems})
+
+
+def fields_message(problems: list[dict[str, str]]) -> str:
+    if not problems:
+        return "The request is invalid"
+    first = problems[0]
+    message = f"{first.get('field') or first.get('location') or 'request'}: {first.get('message', 'is invalid')}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more)"
+    return message
+
 
 class TooManyRequests(ApiError):
     status, code = 429, "rate_limited"
