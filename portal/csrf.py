@@ -10,6 +10,7 @@ import hmac
 import secrets
 
 from aiohttp import web
+from portal.forms import read_form
 from portal.sessions import get_session
 
 FIELD = "csrf_token"
@@ -36,6 +37,6 @@ async def check(request: web.Request) -> None:
     expected = session.get("csrf")
     sent = request.headers.get("X-CSRF-Token")
     if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        sent = (await request.post()).get(FIELD)
+        sent = (await read_form(request)).get(FIELD)
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise CsrfRejected()

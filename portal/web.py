@@ -11,7 +11,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from portal import csrf
+from portal import csrf, forms
 from portal.sessions import PortalUser, current_user, pop_flashes, save_session
 from server.appkeys import REQUEST_ID, SETTINGS
 from server.settings import Settings
@@ -67,6 +67,10 @@ async def render(
         "request_id": request.get(REQUEST_ID, ""),
     }
     base.update(context or {})
+    rejected = request.get(forms.REJECTED_FIELDS)
+    if rejected and isinstance(base.get("errors"), dict) and status == 200:
+        base["errors"] = {**base["errors"], **rejected}
+        status = 422
     response = aiohttp_jinja2.render_template(template, request, base, app_key=PORTAL_JINJA, status=status)
     if user is not None:
         # Pages of a signed-in user are personal: never cached by the browser or a proxy.
@@ -186,7 +190,10 @@ async def portal_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         if request.match_info.http_exception is None:  # unknown paths answer 404, not "form expired"
             await csrf.check(request)
+            await forms.check_input(request)
         response = await handler(request)
+    except forms.FormRejected as rejected:
+        response = await rejected_input_page(request, rejected)
     except csrf.CsrfRejected:
         response = await error_page(
             request,
@@ -215,3 +222,33 @@ async def portal_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 CSP = web.AppKey("portal_csp", str)
+
+
+def form_page(request: web.Request) -> Handler | None:
+    """The GET handler at the address this request was posted to, if there is one."""
+    posted = request.match_info.route.resource
+    for resource in request.app.router.resources():
+        if posted is not None and resource.canonical == posted.canonical:
+            for route in resource:
+                if route.method == "GET":
+                    return route.handler
+    return None
+
+
+async def rejected_input_page(request: web.Request, rejected: forms.FormRejected) -> web.Response:
+    """A form is shown again with the problem beside its field: the page is the GET route of the
+    address the form was posted to (read-only by HTTP's rules, so safe to run). Forms without such
+    a page, and query strings, get an error page that names the field."""
+    if rejected.location == "form":
+        page = form_page(request)
+        if page is not None:
+            request[forms.REJECTED_FIELDS] = {"_form": f"The form was not accepted: {rejected.message}.", **rejected.errors}
+            try:
+                response = await page(request)
+            except web.HTTPException:
+                response = None  # e.g. the page redirects a signed-in user elsewhere
+            if isinstance(response, web.Response) and response.status == 422:
+                return response
+        return await error_page(request, 422, f"The form was not accepted: {rejected.message}. Go back and correct it.",
+                                title="Check the form")
+    return await error_page(request, 400, f"This address is not valid: {rejected.message}.")
