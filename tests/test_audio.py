@@ -139,6 +139,41 @@ def test_sound_effects_lose_trailing_silence_but_keep_a_short_tail():
     assert abs(result.trimmed_seconds - (3.0 - result.duration_seconds)) < 1e-9
 
 
+@pytest.mark.parametrize("upstream_seconds", [4.92, 5.0, 5.03])
+def test_a_named_length_is_delivered_to_the_sample_and_its_quiet_end_kept(upstream_seconds):
+    """The editor asked for 5 s: exactly 240,000 frames, however long the upstream's take was and
+    however quiet its end (trimming is for automatic lengths only)."""
+    source = sine(1.0) + silence(upstream_seconds - 1.0)
+    for output in ("wav", "mp3"):
+        result = process_for_editing(pcm(source), kind="sfx", source_format="pcm_48000", length_seconds=5, output=output)
+        assert result.duration_seconds == 5.0 and result.trimmed_seconds == 0
+    result = process_for_editing(pcm(source), kind="sfx", source_format="pcm_48000", length_seconds=5)
+    samples, _ = samples_of(result.data)
+    assert len(samples) == 5 * 48_000
+    assert samples[-1] == 0
+
+
+def test_a_named_length_from_a_44_1_khz_upstream_is_exact_at_48_khz():
+    source = sine(3.0, rate=44_100)
+    result = process_for_editing(pcm(source), kind="sfx", source_format="pcm_44100", length_seconds=3)
+    assert len(samples_of(result.data)[0]) == 3 * 48_000
+
+
+def test_a_loop_of_a_named_length_is_stretched_over_its_period_so_its_ends_still_join():
+    # 2.99 s holding whole cycles of 100 Hz at that length: asked for 3 s, it must not get 10 ms of
+    # silence (a gap at every repeat) nor be cut (a jump), but cover the same cycles in 144,000 frames.
+    frames = round(2.99 * 48_000)
+    source = array.array("h", (round(16000 * math.sin(2 * math.pi * 299 * i / frames)) for i in range(frames)))
+    result = process_for_editing(pcm(source), kind="sfx", loop=True, source_format="pcm_48000", length_seconds=3)
+    samples, _ = samples_of(result.data)
+    assert len(samples) == 3 * 48_000
+    steps = [abs(b - a) for a, b in zip(samples, samples[1:])]
+    seam = abs(samples[0] - samples[-1])  # the step from the loop's end back to its start
+    assert seam <= max(steps) * 1.01
+    last_cycle = samples[-480:]  # 10 ms: one cycle of 100 Hz, at full level, not padding
+    assert max(abs(s) for s in last_cycle) > 0.9 * max(abs(s) for s in samples)
+
+
 def test_a_quiet_decaying_tail_counts_as_sound_not_silence():
     tail = array.array("h", (round(0.5 * 32767 * math.exp(-i / 4800) * math.sin(i / 7)) for i in range(48_000)))
     source = sine(0.5) + tail

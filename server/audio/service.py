@@ -89,9 +89,13 @@ class _WavLayout:
 
 def process_for_editing(raw: bytes, *, kind: Literal["sfx", "voice"], loop: bool = False, headroom_db: float = -1.0,
                         bit_depth: Literal[16, 24] = 16, output: Literal["wav", "mp3"] = "wav",
-                        source_format: str | None = None) -> ProcessedAudio:
+                        source_format: str | None = None, length_seconds: float | None = None) -> ProcessedAudio:
     """Decode `raw`, then resample to 48 kHz, trim trailing silence (SFX that are not loops), fade
     the edges (not loops: their ends must join), peak-normalise to `headroom_db` dBFS and encode.
+
+    `length_seconds` is a length the editor asked for: the result then has exactly that many
+    frames (the upstream's few milliseconds too many are cut, too few padded with silence, or for a
+    loop stretched so its ends still join) and no silence is trimmed.
 
     `source_format` is the ElevenLabs output format the bytes were requested in ("pcm_48000",
     "wav_48000", "mp3_44100_128", "ulaw_8000", ...). Raw PCM cannot be recognised from its bytes,
@@ -111,8 +115,15 @@ def process_for_editing(raw: bytes, *, kind: Literal["sfx", "voice"], loop: bool
     peak = _peak(pcm.samples)
     if peak == 0 or 20 * math.log10(peak) < SILENCE_FLOOR_DBFS:
         raise CorruptAudio("audio is silent")
+    if length_seconds is not None and not length_seconds > 0:
+        raise ValueError("length_seconds must be positive")
     trimmed = 0.0
-    if kind == "sfx" and not loop:
+    if length_seconds is not None:
+        pcm = _fit_length(pcm, round(length_seconds * pcm.rate), loop=loop)
+        peak = _peak(pcm.samples)
+        if peak == 0:
+            raise CorruptAudio("audio is silent")
+    elif kind == "sfx" and not loop:
         before = pcm.frame_count
         pcm = _trim_trailing_silence(pcm, peak)
         trimmed = (before - pcm.frame_count) / pcm.rate
@@ -319,6 +330,29 @@ def _resample(pcm: _Pcm, rate: int) -> _Pcm:
     samples *= 1 - weight
     samples += pcm.samples[right] * weight
     return _Pcm(samples, rate)
+
+
+def _fit_length(pcm: _Pcm, frames: int, *, loop: bool) -> _Pcm:
+    """Exactly `frames` frames. A one-shot is cut, or padded with silence; a loop is resampled
+    across its whole period instead, since either would put a gap or a jump where its ends meet."""
+    total = pcm.frame_count
+    if total == frames:
+        return pcm
+    if loop:
+        # Output frame k reads input position k * total / frames; the last one interpolates
+        # towards frame 0, which follows the loop's end when it repeats.
+        position = np.arange(frames, dtype=np.float64) * (total / frames)
+        left = position.astype(np.int64)
+        weight = (position - left).astype(np.float32)[:, None]
+        samples = pcm.samples[left]
+        samples *= 1 - weight
+        samples += pcm.samples[(left + 1) % total] * weight
+        return _Pcm(samples, pcm.rate)
+    if total > frames:
+        return _Pcm(pcm.samples[:frames], pcm.rate)
+    padded = np.zeros((frames, pcm.channels), np.float32)
+    padded[:total] = pcm.samples
+    return _Pcm(padded, pcm.rate)
 
 
 def _trim_trailing_silence(pcm: _Pcm, peak: float) -> _Pcm:

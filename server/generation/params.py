@@ -67,22 +67,30 @@ class Spec:
         return self.params.get("text")
 
     @property
+    def length_seconds(self) -> float | None:
+        """A length the editor named, to be delivered to the sample; None lets the audio decide."""
+        return self.params.get("duration_seconds") if self.kind == "sfx" else None
+
+    @property
     def label(self) -> str:
         """What the file name is made from."""
         return self.prompt or self.text or self.kind
 
 
 def sfx_spec(body: SfxRequest, *, model_id: str) -> Spec:
+    # MP3 cannot hold a sample-exact loop: the encoder's priming and padding (about 24 ms) lengthen
+    # it in every player that ignores the LAME gapless tag, Premiere among them. Loops come as WAV.
+    fmt = "wav" if body.loop else body.format
     params = {
         "prompt": squash(body.prompt),
         "duration_seconds": None if body.duration_seconds is None else round(float(body.duration_seconds), 2),
         "prompt_influence": round(float(body.prompt_influence), 3),
         "loop": bool(body.loop),
         "model_id": model_id,
-        "format": body.format,
+        "format": fmt,
         "bit_depth": body.bit_depth,
     }
-    return Spec("sfx", params, body.variations, body.reuse, body.format, body.bit_depth)
+    return Spec("sfx", params, body.variations, body.reuse, fmt, body.bit_depth)
 
 
 def voice_spec(body: VoiceRequest, *, default_model: str) -> Spec:

@@ -573,7 +573,7 @@ class GenerationService:
         return await self._in_executor(functools.partial(
             process_for_editing, audio.data, kind=spec.kind, loop=bool(spec.params.get("loop")),
             headroom_db=self.settings.audio_headroom_db, bit_depth=spec.bit_depth, output=spec.format,
-            source_format=audio.output_format,
+            source_format=audio.output_format, length_seconds=spec.length_seconds,
         ))
 
     async def _in_executor(self, fn: Callable[..., T], *args: Any) -> T:
