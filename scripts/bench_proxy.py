@@ -329,7 +329,7 @@ async def main(args: argparse.Namespace) -> None:
         proxy_log = open(log_path / "proxy.log", "wb")
         sim = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server", "simulator", "--port", str(sim_port), "--key", api_key,
-            "--character-limit", str(10**10), "--max-concurrency", "1000", env=env, cwd=ROOT,
+            "--character-limit", str(10**10), "--max-concurrency", "1000", "--same-takes", env=env, cwd=ROOT,
             stdout=sim_log, stderr=sim_log,
         )
         procs.append(sim)

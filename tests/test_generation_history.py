@@ -105,7 +105,7 @@ async def test_a_file_shared_by_two_generations_stays_until_the_last_is_deleted(
     await add_key()
     user = await user_with(api, db, 20)
     first, _ = await make(api, user, "same prompt")
-    second, _ = await make(api, user, "same prompt")  # the simulator is deterministic: same bytes, same file
+    second, _ = await make(api, user, "same prompt", reuse=True)  # served from the cache: same file
     keys = await db.fetch("SELECT storage_key FROM generations WHERE status = 'succeeded'")
     assert len({r["storage_key"] for r in keys}) == 1
     path = service.storage.path(keys[0]["storage_key"])

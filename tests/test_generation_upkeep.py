@@ -13,8 +13,8 @@ from server.generation import retention
 from server.generation.voices import VoiceCatalog
 
 
-async def generate(api, user, prompt):
-    resp, data = await post(api, "/v1/sfx", user, {"prompt": prompt, "duration_seconds": 1})
+async def generate(api, user, prompt, **extra):
+    resp, data = await post(api, "/v1/sfx", user, {"prompt": prompt, "duration_seconds": 1, **extra})
     assert resp.status == 200, data
     return uuid.UUID(resp.headers["X-Generation-Id"])
 
@@ -55,7 +55,7 @@ async def test_a_file_another_account_still_uses_outlives_one_owners_retention(a
     free_user = await sign_up(api)
     pro_user = await user_with(api, db, 20, plan="pro")
     expired = await generate(api, free_user, "shared thunder")
-    kept = await generate(api, pro_user, "shared thunder")  # deterministic simulator: the same file
+    kept = await generate(api, pro_user, "shared thunder", reuse=True)  # served from the cache: the same file
     await age(db, expired, 10)
     key = await db.fetchval("SELECT storage_key FROM generations WHERE id = $1", kept)
     report = await retention.sweep(service)

@@ -26,6 +26,7 @@ STATE = web.AppKey("sim_state", SimulatorState)
 CACHE = web.AppKey("sim_cache", synth.AudioCache)
 WORKERS = web.AppKey("sim_workers", asyncio.Semaphore)
 CLOSING = web.AppKey("sim_closing", asyncio.Event)
+FRESH_TAKES = web.AppKey("sim_fresh_takes", bool)
 
 _POLL_SECONDS = 0.02
 _CHUNK = 16 * 1024
@@ -34,10 +35,15 @@ _EARLY_FAULTS = {"429_concurrency", "429_busy", "401_invalid", "401_quota", "401
 
 
 def create_simulator_app(state: SimulatorState | None = None, *, cache_bytes: int = 64 * 1024 * 1024,
-                         max_workers: int = 4) -> web.Application:
-    """`max_workers` bounds simultaneous encoder/speech processes and synthesis threads."""
+                         max_workers: int = 4, fresh_takes: bool = True) -> web.Application:
+    """`max_workers` bounds simultaneous encoder/speech processes and synthesis threads.
+
+    `fresh_takes`: like the real service, every sound-generation request gets a new take (a random
+    seed per request). False gives every request for one prompt the same take, from the cache: for
+    benchmarks, which measure the proxy rather than the synthesis."""
     app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
     app[STATE] = state if state is not None else SimulatorState()
+    app[FRESH_TAKES] = fresh_takes
     app[CACHE] = synth.AudioCache(cache_bytes)
     app[WORKERS] = asyncio.Semaphore(max_workers)
     app[CLOSING] = asyncio.Event()
@@ -349,14 +355,15 @@ async def _generate(request: web.Request, key: SimKey, *, permission: str, cost:
 
 
 async def _cached_audio(request: web.Request, cache_key: tuple, make_pcm: Callable[[], Awaitable[bytes]],
-                        fmt: catalog.OutputFormat) -> bytes:
+                        fmt: catalog.OutputFormat, *, cache: bool = True) -> bytes:
     app = request.app
 
     async def make() -> bytes:
         async with app[WORKERS]:
             return await synth.encode(await make_pcm(), fmt)
 
-    return await app[CACHE].get_or_make(cache_key, make)
+    # A take made for one request only would just push reusable clips out of the cache.
+    return await app[CACHE].get_or_make(cache_key, make) if cache else await make()
 
 
 async def sound_generation(request: web.Request) -> web.StreamResponse:
@@ -371,15 +378,16 @@ async def sound_generation(request: web.Request) -> web.StreamResponse:
     if model_id not in catalog.SFX_MODELS:
         raise SimError(400, "model_not_found", f"A model with model_id {model_id} was not found.")
     length = duration if duration is not None else synth.automatic_duration(prompt)
+    take = secrets.randbits(32) if request.app[FRESH_TAKES] else 0
 
     async def make_pcm() -> bytes:
         return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: synth.synth_sfx(prompt, length, loop=loop, sample_rate=fmt.sample_rate))
+            None, lambda: synth.synth_sfx(prompt, length, loop=loop, sample_rate=fmt.sample_rate, take=take))
 
+    cache_key = ("sfx", " ".join(prompt.lower().split()), round(length, 3), loop, fmt.name, take)
     return await _generate(
         request, key, permission="sound_generation", cost=catalog.sfx_cost(duration), fmt=fmt,
-        make_audio=lambda: _cached_audio(request, ("sfx", " ".join(prompt.lower().split()), round(length, 3), loop, fmt.name),
-                                         make_pcm, fmt),
+        make_audio=lambda: _cached_audio(request, cache_key, make_pcm, fmt, cache=not request.app[FRESH_TAKES]),
     )
 
 

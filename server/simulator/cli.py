@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--tier", default="creator", help="subscription tier reported for each --key")
     cmd.add_argument("--voice", action="append", default=[], metavar="NAME",
                      help="a cloned voice every --key owns (repeatable)")
+    cmd.add_argument("--same-takes", action="store_true",
+                     help="answer every request for one prompt with the same cached take instead of a new one "
+                          "(benchmarks: measure the proxy, not the synthesis)")
     cmd.set_defaults(func=cmd_simulator)
 
 
@@ -36,6 +39,6 @@ def cmd_simulator(args: argparse.Namespace, settings: Settings) -> int:
                       tier=args.tier, voices=args.voice)
     print(f"ElevenLabs simulator on http://{args.host}:{args.port} with {len(args.key)} key(s)", flush=True)
     # No access log: request lines would be noise at benchmark rates.
-    web.run_app(create_simulator_app(state), host=args.host, port=args.port, access_log=None, print=None,
+    web.run_app(create_simulator_app(state, fresh_takes=not args.same_takes), host=args.host, port=args.port, access_log=None, print=None,
                 shutdown_timeout=5)
     return 0

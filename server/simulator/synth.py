@@ -44,9 +44,10 @@ def automatic_duration(prompt: str) -> float:
     return 1.0 + (int.from_bytes(digest[:2], "big") % 51) / 10
 
 
-def synth_sfx(prompt: str, duration: float, *, loop: bool, sample_rate: int) -> bytes:
-    """Filtered noise plus a tone, shaped by bursts; every choice comes from the prompt's hash."""
-    rng = random.Random(hashlib.sha256(_normalise(prompt).encode()).digest())
+def synth_sfx(prompt: str, duration: float, *, loop: bool, sample_rate: int, take: int = 0) -> bytes:
+    """Filtered noise plus a tone, shaped by bursts; every choice comes from the prompt and the take
+    (the real service answers each request with a new take of the same prompt)."""
+    rng = random.Random(hashlib.sha256(f"{_normalise(prompt)}\n{take}".encode()).digest())
     frames = max(1, round(duration * sample_rate))
     noise = _smoothed_noise(rng, frames, passes=rng.randint(0, 5))
     tone = _tone(sample_rate // rng.randint(40, 900), frames)
