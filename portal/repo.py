@@ -11,6 +11,8 @@ from datetime import date, datetime
 
 import asyncpg
 
+from server.generation.repo import TAKES
+
 Db = asyncpg.Pool | asyncpg.Connection
 
 
@@ -130,8 +132,8 @@ async def usage_per_day(db: Db, user_id: uuid.UUID, start: date, end: date) -> d
 
 async def recent_generations(db: Db, user_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
     return await db.fetch(
-        """SELECT id, kind, status, prompt, text, format, duration_seconds, credits_charged, variation, created_at,
-                  storage_key IS NOT NULL AS has_audio
+        f"""SELECT id, kind, status, prompt, text, format, duration_seconds, credits_charged, variation, created_at,
+                  storage_key IS NOT NULL AS has_audio, {TAKES}
              FROM generations
             WHERE user_id = $1 AND deleted_at IS NULL AND status = 'succeeded'
             ORDER BY created_at DESC, id DESC LIMIT $2""",

@@ -144,6 +144,7 @@ def _generation_id(request: web.Request) -> uuid.UUID:
 def _out(item: GenerationResult) -> dict:
     body = GenerationOut(
         id=str(item.id), kind=item.kind, prompt=item.prompt, text=item.text, variation=item.variation,
+        takes=item.takes, take_label=item.take_label,
         duration_seconds=item.duration_seconds, sample_rate=item.sample_rate, credits=item.credits,
         format=item.format, filename=item.filename, download_url=f"/v1/generations/{item.id}/audio",
         cached=item.cached, created_at=item.created_at,

@@ -59,7 +59,9 @@ class GenerationOut(pydantic.BaseModel):
     kind: Kind
     prompt: str | None = None
     text: str | None = None
-    variation: int
+    variation: int = pydantic.Field(description="0-based index of this take among its request's variations")
+    takes: int = pydantic.Field(description="How many variations its request asked for")
+    take_label: str | None = pydantic.Field(description='"take 2 of 3" when its request asked for several, else null')
     duration_seconds: float | None
     sample_rate: int | None
     credits: int

@@ -10,6 +10,14 @@ from typing import Any, Sequence
 
 import asyncpg
 
+# How many takes the row's request asked for (kept beside the parameters, outside the hashes that
+# name the audio): with `variation` it labels a take "2 of 3". Older rows count as one take.
+TAKES = "coalesce((params->>'takes')::int, 1) AS takes"
+
+
+def _stored_params(params: dict[str, Any], variations: Sequence[int]) -> str:
+    return json.dumps({**params, "takes": len(variations)})
+
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
@@ -59,7 +67,7 @@ async def open_request(
            SELECT r.id, r.status, r.request_hash, r.attempt, r.updated_at, false AS fresh, NULL
              FROM generation_requests r, cfg
             WHERE r.user_id = $1 AND r.idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)""",
-        user_id, idempotency_key, request_hash, kind, json.dumps(params), prompt, text, list(variations), audio_hash,
+        user_id, idempotency_key, request_hash, kind, _stored_params(params, variations), prompt, text, list(variations), audio_hash,
     )
     if row is None:
         return None
@@ -102,7 +110,7 @@ async def create_pending(
         """INSERT INTO generations (user_id, request_id, kind, params, prompt, text, variation, idempotency_key, request_hash)
            SELECT $1, $2, $3, $4::jsonb, $5, $6, v, $8, $9 FROM unnest($7::int[]) AS v
            RETURNING id, variation, created_at""",
-        user_id, request_id, kind, json.dumps(params), prompt, text, list(variations), idempotency_key, request_hash,
+        user_id, request_id, kind, _stored_params(params, variations), prompt, text, list(variations), idempotency_key, request_hash,
     )
 
 
@@ -114,7 +122,7 @@ async def mark_succeeded(
 ) -> asyncpg.Record:
     """The row succeeds; with `finish_request`, that idempotency record too, in the same statement."""
     return await conn.fetchrow(
-        """WITH finished AS (
+        f"""WITH finished AS (
                UPDATE generation_requests SET status = 'succeeded', updated_at = now()
                 WHERE id = $15 AND $15 IS NOT NULL)
            UPDATE generations
@@ -125,7 +133,7 @@ async def mark_succeeded(
              WHERE id = $1
          RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at""",
+                   failure_reason, created_at, completed_at, {TAKES}""",
         generation_id, storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
         cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts, latency_ms, finish_request,
     )
@@ -133,10 +141,10 @@ async def mark_succeeded(
 
 async def set_charged(conn: Conn, generation_id: uuid.UUID, credits_charged: int) -> asyncpg.Record:
     return await conn.fetchrow(
-        """UPDATE generations SET credits_charged = $2 WHERE id = $1
+        f"""UPDATE generations SET credits_charged = $2 WHERE id = $1
          RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at""",
+                   failure_reason, created_at, completed_at, {TAKES}""",
         generation_id, credits_charged,
     )
 
@@ -160,9 +168,9 @@ async def mark_failed(
 
 async def request_results(conn: Conn, request_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+        f"""SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at, deleted_at FROM generations
+                   failure_reason, created_at, completed_at, {TAKES}, deleted_at FROM generations
              WHERE request_id = $1 ORDER BY variation, created_at""",
         request_id,
     )
@@ -183,9 +191,9 @@ async def find_cached(conn: Conn, *, request_hash: str, variation: int, user_id:
 
 async def get_generation(conn: Conn, user_id: uuid.UUID, generation_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        """SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+        f"""SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at FROM generations
+                   failure_reason, created_at, completed_at, {TAKES} FROM generations
              WHERE id = $1 AND user_id = $2 AND status = 'succeeded' AND deleted_at IS NULL""",
         generation_id, user_id,
     )
@@ -196,9 +204,9 @@ async def history(
 ) -> list[asyncpg.Record]:
     before_at, before_id = before if before else (None, None)
     return await conn.fetch(
-        """SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+        f"""SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at FROM generations
+                   failure_reason, created_at, completed_at, {TAKES} FROM generations
              WHERE user_id = $1 AND status = 'succeeded' AND deleted_at IS NULL
                AND ($2::text IS NULL OR kind = $2)
                AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))

@@ -77,6 +77,12 @@ class GenerationResult:
     cached: bool
     created_at: datetime
     data: bytes | None = field(default=None, repr=False)  # the audio when it is in memory already
+    takes: int = 1  # how many its request asked for
+
+    @property
+    def take_label(self) -> str | None:
+        """"take 2 of 3" for one of several variations; None when the request asked for one."""
+        return f"take {self.variation + 1} of {self.takes}" if self.takes > 1 else None
 
     @property
     def filename(self) -> str:
@@ -92,7 +98,7 @@ class GenerationResult:
             id=row["id"], kind=row["kind"], prompt=row["prompt"], text=row["text"], variation=row["variation"],
             duration_seconds=row["duration_seconds"], sample_rate=row["sample_rate"], credits=row["credits_charged"],
             format=row["format"], storage_key=row["storage_key"], cached=row["cached"], created_at=row["created_at"],
-            data=data,
+            data=data, takes=row["takes"],
         )
 
 
