@@ -50,6 +50,7 @@ ensure_tools() {
   local missing=()
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  command -v curl >/dev/null || missing+=(curl)  # the README's development commands use it
   if [ "${NEED_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
   if [ "${NEED_NODE:-0}" = 1 ] && ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
   if [ ${#missing[@]} -gt 0 ]; then
