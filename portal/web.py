@@ -245,8 +245,8 @@ async def rejected_input_page(request: web.Request, rejected: forms.FormRejected
             request[forms.REJECTED_FIELDS] = {"_form": f"The form was not accepted: {rejected.message}.", **rejected.errors}
             try:
                 response = await page(request)
-            except web.HTTPException:
-                response = None  # e.g. the page redirects a signed-in user elsewhere
+            except (web.HTTPException, Forbidden403, ApiError):
+                response = None  # the page redirects or refuses this visitor: the plain error page instead
             if isinstance(response, web.Response) and response.status == 422:
                 return response
         return await error_page(request, 422, f"The form was not accepted: {rejected.message}. Go back and correct it.",
