@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,7 +29,7 @@ class FormRejected(Exception):
 
     def __init__(self, errors: dict[str, str], location: str) -> None:
         self.errors = errors
-        self.location = location  # "form" or "query"
+        self.location = location  # "form", "query" or "path"
         super().__init__(self.message)
 
     @property
@@ -46,13 +47,14 @@ async def read_form(request: web.Request) -> MultiDictProxy:
 
 
 async def check_input(request: web.Request) -> None:
-    """Refuse text no field may hold in the query string and, for a submitted form, its fields."""
+    """Refuse text no field may hold in the address (path and query) and, for a submitted form, its fields."""
+    reject_nul(request.match_info, "path")
     reject_nul(request.query, "query")
     if request.method not in ("GET", "HEAD", "OPTIONS") and request.content_type in FORM_TYPES:
         reject_nul(await read_form(request), "form")
 
 
-def reject_nul(values: MultiDictProxy, location: str) -> None:
+def reject_nul(values: Mapping[str, object], location: str) -> None:
     """One check for every field of every form and query string, before any handler runs:
     Postgres cannot store U+0000, so it would otherwise surface as a 500."""
     errors = {

@@ -113,9 +113,9 @@ async def test_a_nul_in_any_portal_query_string_is_a_400_page(client, admin):
             text = await resp.text()
             assert resp.status == 400, (path, query, resp.status, text[:300])
             assert "must not contain the NUL character" in text
-    # The two the probe found first.
-    for path in ("/admin/users?q=%00", "/admin/audit?actor=%00"):
-        assert (await portal.get(path)).status == 400
+    # The two the probe found first, and a NUL in the path itself.
+    for path in ("/admin/users?q=%00", "/admin/audit?actor=%00", "/admin/users/%00", "/audio/a%00b"):
+        assert (await portal.get(path)).status == 400, path
 
 
 async def test_a_form_that_is_not_utf8_or_not_multipart_is_a_400(visitor):
