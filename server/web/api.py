@@ -242,6 +242,12 @@ ERROR_SCHEMA = {
 }
 
 
+# What every request model enforces beyond each field's own schema (see ApiModel).
+INPUT_RULES = ("Request bodies are JSON objects validated strictly: unknown fields are refused, `0` is not a "
+               "boolean and `\"5\"` is not a number. No string, in a body, query or path, may contain U+0000 "
+               "(NUL). A 422 `validation_failed` lists the fields in `details.fields`; its message names the first.")
+
+
 def openapi_path(path: str) -> str:
     """aiohttp's `{name:regex}` becomes OpenAPI's `{name}`."""
     return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)
@@ -304,7 +310,7 @@ def build_openapi(endpoints: Iterable[Endpoint], *, title: str, version: str) ->
 
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version},
+        "info": {"title": title, "version": version, "description": INPUT_RULES},
         "paths": paths,
         "components": {
             "schemas": schemas,
