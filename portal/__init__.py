@@ -1,22 +1,20 @@
 """The customer portal and admin pages: server-rendered HTML, usable without JavaScript.
 
 `setup(app)` installs encrypted cookie sessions, the template engine, the page routes, the
-static files and the mail sender; every page gets CSRF checks and security headers from
+static files; every page gets CSRF checks and security headers from
 `portal.web.portal_middleware`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
 from server import __version__
-from server.appkeys import DB, SETTINGS
-from server.mail import MAIL, mail_sender_for
+from server.appkeys import SETTINGS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -49,12 +47,5 @@ def setup(app: web.Application) -> None:
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", PACKAGE_DIR / "static", name="portal.static", append_version=False)
 
-    app.cleanup_ctx.append(mail_ctx)
     app.cleanup_ctx.append(background_ctx)
 
-
-async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
-    # Another domain may have installed a sender already (the first one wins).
-    if MAIL not in app:
-        app[MAIL] = mail_sender_for(app[SETTINGS], app[DB])
-    yield

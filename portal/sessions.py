@@ -36,6 +36,7 @@ class PortalUser:
     role: str
     status: str
     session_id: str
+    email_verified: bool = True
 
     @property
     def is_admin(self) -> bool:
@@ -109,12 +110,13 @@ async def _load_user(request: web.Request) -> PortalUser | None:
         _forget(session)
         return None
     row = await request.app[DB].fetchrow(
-        "SELECT id, email::text AS email, role, status FROM users WHERE id = $1", uuid.UUID(uid)
+        "SELECT id, email::text AS email, role, status, email_verified_at FROM users WHERE id = $1", uuid.UUID(uid)
     )
     if row is None or row["status"] != "active":
         await end_session(request)
         return None
-    return PortalUser(id=row["id"], email=row["email"], role=row["role"], status=row["status"], session_id=sid)
+    return PortalUser(id=row["id"], email=row["email"], role=row["role"], status=row["status"], session_id=sid,
+                      email_verified=row["email_verified_at"] is not None)
 
 
 async def start_session(request: web.Request, user_id: uuid.UUID) -> None:

@@ -59,6 +59,7 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
+from server.auth import verification  # noqa: E402
 from server.credits import service as credits  # noqa: E402
 from server.db import migrate  # noqa: E402
 from server.generation.upstream import Upstream, create_http_client  # noqa: E402
@@ -352,9 +353,13 @@ async def main(args: argparse.Namespace) -> None:
             async with aiohttp.ClientSession(proxy_url, connector=aiohttp.TCPConnector(limit=100),
                                              timeout=aiohttp.ClientTimeout(total=60)) as http:
                 for n in range(len(users), args.users):
+                    email = f"bench-{tag}-{n}@example.com"
                     async with http.post("/v1/auth/register", json={
-                            "email": f"bench-{tag}-{n}@example.com", "password": "benchmark password 1",
-                            "device_name": "bench"}) as resp:
+                            "email": email, "password": "benchmark password 1"}) as resp:
+                        resp.raise_for_status()
+                    await verification.mark_verified(pool, await pool.fetchval("SELECT id FROM users WHERE email = $1", email))
+                    async with http.post("/v1/auth/login", json={
+                            "email": email, "password": "benchmark password 1", "device_name": "bench"}) as resp:
                         resp.raise_for_status()
                         signed = await resp.json()
                     await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")

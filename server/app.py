@@ -11,6 +11,7 @@ from aiohttp import web
 
 from server.appkeys import DB, ENDPOINTS, HTTP, METRICS, REDIS, SETTINGS
 from server.db import create_pool
+from server.mail import MAIL, mail_sender_for
 from server.settings import Settings
 from server.web import health
 from server.web.logs import REDACTOR
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(postgres_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(http_client_ctx)
+    app.cleanup_ctx.append(mail_ctx)
 
     app.router.add_routes(health.routes)
     health.api.register(app)
@@ -63,6 +65,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     yield
     await client.aclose()
+
+
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[MAIL] = mail_sender_for(app[SETTINGS], app[DB])
+    yield
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:

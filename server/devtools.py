@@ -141,13 +141,16 @@ async def ensure_simulator_key(bank, settings: Settings, simulator) -> None:
 
 async def seed_demo_accounts(pool: asyncpg.Pool, settings: Settings) -> None:
     from server.auth import service as auth
+    from server.auth import verification
     from server.credits import service as credits
 
     for email, role, plan in DEMO_ACCOUNTS:
         user_id = await pool.fetchval("SELECT id FROM users WHERE email = $1", email)
         if user_id is None:
-            user_id = await auth.create_user(pool, settings, email, DEMO_PASSWORD, role=role)
+            user_id = await auth.create_user(pool, settings, email, DEMO_PASSWORD, role=role, verified=True)
             await credits.set_plan(pool, user_id, plan)
+        # Demo accounts generate at once, also those made before verification existed.
+        await verification.mark_verified(pool, user_id)
         await grant_demo_month(pool, user_id, plan)
 
 

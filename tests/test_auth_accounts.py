@@ -15,37 +15,40 @@ from server.auth import passwords, service
 from server.auth.cli import create_admin
 
 
-async def test_register_creates_an_active_user_and_signs_the_device_in(client, db):
+async def test_register_creates_an_unverified_user_and_mails_a_link_instead_of_signing_in(client, db):
     resp = await client.post(
         "/v1/auth/register",
         json={"email": "  Editor.One@Example.COM ", "password": DEFAULT_PASSWORD, "device_name": "Edit Suite 2"},
     )
-    assert resp.status == 201
+    assert resp.status == 202
     body = await resp.json()
-    assert body["token_type"] == "Bearer"
-    assert body["expires_in"] == 900
-    assert body["access_token"] and body["refresh_token"]
-    assert body["user"]["email"] == "editor.one@example.com"
-    assert body["user"]["role"] == "user"
-    assert body["user"]["status"] == "active"
+    assert set(body) == {"message"} and "Check your inbox" in body["message"]
     assert resp.headers["Cache-Control"] == "no-store"
 
-    row = await db.fetchrow("SELECT email::text AS email, password_hash, status, role, last_login_at FROM users")
+    row = await db.fetchrow("SELECT email::text AS email, password_hash, status, role, email_verified_at FROM users")
     assert row["email"] == "editor.one@example.com"
     assert row["password_hash"].startswith("$2b$04$")  # tests run at BCRYPT_COST=4
     assert DEFAULT_PASSWORD not in row["password_hash"]
-    assert row["last_login_at"] is not None
-    device = await db.fetchrow("SELECT name, ip::text AS ip FROM device_sessions")
-    assert device["name"] == "Edit Suite 2"
+    assert row["email_verified_at"] is None
+    assert await db.fetchval("SELECT count(*) FROM device_sessions") == 0, "no device until the address is confirmed"
+    mail = await db.fetchrow("SELECT to_address::text AS to_address, subject, body FROM mail_outbox")
+    assert mail["to_address"] == "editor.one@example.com"
+    assert mail["subject"] == "Confirm your email for SFX Studio"
+    assert "/verify-email?token=" in mail["body"]
 
 
-async def test_registering_an_email_twice_in_any_case_is_409_email_taken(client):
+async def test_registering_a_taken_email_answers_exactly_like_a_new_one_and_mails_the_holder(client, db):
+    """Sign-up must not tell an outsider who is a customer: same status, same body, and the mail
+    goes to the address's owner, who already knows."""
     await sign_up(client, email="dup@example.com")
-    resp = await client.post("/v1/auth/register", json={"email": "DUP@example.com", "password": "another good password"})
-    assert resp.status == 409
-    body = await resp.json()
-    assert body["error"]["code"] == "email_taken"
-    assert "another good password" not in await resp.text()
+    fresh = await client.post("/v1/auth/register", json={"email": unique_email("new"), "password": "another good password"})
+    taken = await client.post("/v1/auth/register", json={"email": "DUP@example.com", "password": "another good password"})
+    assert (taken.status, await taken.json()) == (fresh.status, await fresh.json()) == (202, await fresh.json())
+    assert "another good password" not in await taken.text()
+    assert await db.fetchval("SELECT count(*) FROM users WHERE email = 'dup@example.com'") == 1
+    mail = await db.fetchrow("SELECT subject, body FROM mail_outbox WHERE to_address = 'dup@example.com' ORDER BY id DESC LIMIT 1")
+    assert mail["subject"] == "You already have an SFX Studio account"
+    assert "/forgot-password" in mail["body"] and "token=" not in mail["body"]
 
 
 @pytest.mark.parametrize(

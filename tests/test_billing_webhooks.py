@@ -20,7 +20,7 @@ from server.auth.service import CurrentUser
 from server.credits import service as credits
 from server.credits.models import PaymentPastDue
 from billing_support import billing, fake, new_user, settings  # noqa: F401 (fixtures)
-from helpers import unique_email
+from helpers import sign_up, unique_email
 
 
 async def subscribe(client, fake, user, plan="pro", *, days_ago=0) -> dict:
@@ -83,11 +83,9 @@ async def test_a_second_checkout_reuses_the_stripe_customer(client, fake, db, se
 
 
 async def test_the_panel_sees_the_new_plan_after_paying_on_the_hosted_checkout_page(client, fake, db, settings):
-    resp = await client.post("/v1/auth/register", json={"email": unique_email("panel"), "password": "correct horse battery"})
-    body = await resp.json()
-    headers = {"Authorization": f"Bearer {body['access_token']}"}
-    user = CurrentUser(id=uuid.UUID(body["user"]["id"]), email=body["user"]["email"], role="user", status="active",
-                       session_id=None)
+    panel = await sign_up(client, email=unique_email("panel"))
+    headers = panel.headers
+    user = CurrentUser(id=panel.user_id, email=panel.email, role="user", status="active", session_id=None)
     url = await billing(client).checkout_subscription(user, "pro")
 
     async with client.session.get(url) as page:  # what the browser shows

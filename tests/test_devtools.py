@@ -45,6 +45,8 @@ async def test_paid_demo_accounts_can_generate_right_away(settings, db):
         for r in await db.fetch("SELECT id, email FROM users")
     }
     assert remaining == {"demo@example.com": 20, "pro@example.com": 2000, "admin@example.com": None}
+    assert await db.fetchval("SELECT count(*) FROM users WHERE email_verified_at IS NULL") == 0, \
+        "demo accounts need no verification mail"
 
 
 async def test_dev_without_a_stripe_test_key_runs_a_local_stripe_that_knows_the_plans(tmp_path):

@@ -50,10 +50,13 @@ async def register(client, forwarded: str, email: str | None = None):
 async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(aiohttp_client, test_env, db):
     client = await aiohttp_client(create_app(strict(test_env, TRUSTED_PROXIES="127.0.0.1")))
     email = unique_email("behind-proxy")
-    assert (await register(client, "203.0.113.7", email)).status == 201
-    assert (await register(client, "203.0.113.8")).status == 201
+    assert (await register(client, "203.0.113.7", email)).status == 202
+    assert (await register(client, "203.0.113.8")).status == 202
     assert (await register(client, "203.0.113.7")).status == 429
     # The device session remembers the editor's address, not the proxy's.
+    resp = await client.post("/v1/auth/login", headers={"X-Forwarded-For": "203.0.113.7"},
+                             json={"email": email, "password": DEFAULT_PASSWORD, "device_name": "Proxy test"})
+    assert resp.status == 200
     session_ip = await db.fetchval(
         "SELECT host(s.ip) FROM device_sessions s JOIN users u ON u.id = s.user_id WHERE u.email = $1", email)
     assert session_ip == "203.0.113.7"
@@ -61,5 +64,5 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(a
 
 async def test_without_trusted_proxies_a_forged_header_does_not_buy_a_new_budget(aiohttp_client, test_env):
     client = await aiohttp_client(create_app(strict(test_env)))
-    assert (await register(client, "203.0.113.7")).status == 201
+    assert (await register(client, "203.0.113.7")).status == 202
     assert (await register(client, "203.0.113.99")).status == 429

@@ -68,11 +68,22 @@ class Portal:
             form["csrf_token"] = await self.csrf()
         return await self.client.post(path, data=form, allow_redirects=False)
 
-    async def sign_up(self, email: str | None = None, password: str = DEFAULT_PASSWORD) -> PortalUser:
+    async def sign_up(self, email: str | None = None, password: str = DEFAULT_PASSWORD, plan: str = "") -> PortalUser:
+        """Signs up and follows the mailed confirmation link in this browser, which signs it in."""
         email = email or unique_email("portal")
-        resp = await self.post("/signup", {"email": email, "password": password, "password_confirm": password})
+        resp = await self.post("/signup", {"email": email, "password": password, "password_confirm": password, "plan": plan})
+        assert (resp.status, resp.headers.get("Location")) == (303, "/signup/check-inbox"), await resp.text()
+        resp = await self.get(await self.mailed_link(email, "/verify-email"))
         assert resp.status == 303, await resp.text()
         return PortalUser(id=await self.user_id(email), email=email, password=password)
+
+    async def mailed_link(self, email: str, path: str) -> str:
+        """The local part (path and query) of the newest link to `path` mailed to `email`."""
+        body = await self.app[DB].fetchval(
+            "SELECT body FROM mail_outbox WHERE to_address = $1 ORDER BY id DESC LIMIT 1", email.lower())
+        match = re.search(r"https?://[^/\s]+(" + re.escape(path) + r"\S*)", body or "")
+        assert match, f"no {path} link mailed to {email}: {body!r}"
+        return match.group(1)
 
     async def user_id(self, email: str) -> uuid.UUID:
         return await self.app[DB].fetchval("SELECT id FROM users WHERE email = $1", email.lower())

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+from urllib.parse import quote
 
 from aiohttp import web
 
 from portal import passwords
 from portal.forms import field_errors, form_data
-from portal.sessions import current_user, end_all_sessions, end_session, flash, start_session
-from portal.web import redirect, render, safe_next, spawn
+from portal.sessions import current_user, end_all_sessions, end_session, flash, get_session, start_session
+from portal.web import error_page, redirect, render, require_user, safe_next, spawn
 from server.appkeys import DB, REDIS, SETTINGS
 from server.auth import service as auth
+from server.auth import verification
 from server.auth.throttle import LoginThrottle, SignupThrottle
 from server.mail import MAIL
 from server.web.errors import ApiError, TooManyRequests
@@ -36,12 +38,13 @@ def try_again_in(err: TooManyRequests) -> str:
 async def signup_page(request: web.Request) -> web.Response:
     if await current_user(request):
         raise redirect("/dashboard")
-    return await render(request, "signup.html", {"page_title": "Create your account", "form": {}, "errors": {}, "plan": request.query.get("plan", "")})
+    return await render(request, "signup.html", {"page_title": "Create your account", "form": {}, "errors": {}, "plan": chosen_plan(request.query.get("plan"))})
 
 
 @routes.post("/signup", name="portal.signup-post")
 async def signup(request: web.Request) -> web.Response:
     form = await form_data(request)
+    plan = chosen_plan(form.get("plan"))
     errors: dict[str, str] = {}
     if form.get("password", "") != form.get("password_confirm", ""):
         errors["password_confirm"] = "The two passwords do not match"
@@ -50,25 +53,79 @@ async def signup(request: web.Request) -> web.Response:
             await SignupThrottle(request.app[REDIS], request.app[SETTINGS]).attempt(client_ip(request))
         except TooManyRequests as err:
             response = await render(request, "signup.html", {
-                "page_title": "Create your account", "form": {"email": form.get("email", "")}, "plan": form.get("plan", ""),
+                "page_title": "Create your account", "form": {"email": form.get("email", "")}, "plan": plan,
                 "errors": {"_form": f"Too many accounts were created from your network. {try_again_in(err)}"},
             }, status=429)
             response.headers.update(err.headers)
             return response
+        settings = request.app[SETTINGS]
         try:
-            user_id = await auth.create_user(request.app[DB], request.app[SETTINGS], form.get("email", ""), form.get("password", ""))
+            # The same answer whether or not the address has an account: the mail says which.
+            await verification.sign_up(request.app[DB], settings, request.app[MAIL], form.get("email", ""),
+                                       form.get("password", ""), plan=plan)
         except ApiError as err:
             errors = field_errors(err)
         else:
-            await start_session(request, user_id)
-            await flash(request, "Welcome to SFX Studio! Your free plan is ready.")
-            plan = form.get("plan", "")
-            raise redirect(f"/billing?plan={plan}" if plan.isidentifier() else "/dashboard")
+            # This browser may finish the sign-up from the mailed link without typing the password again.
+            session = await get_session(request)
+            session["signup"] = {"email": auth.normalise_email(form.get("email", ""), settings, strict=False), "plan": plan}
+            raise redirect("/signup/check-inbox")
     return await render(
         request, "signup.html",
-        {"page_title": "Create your account", "form": {"email": form.get("email", "")}, "errors": errors, "plan": form.get("plan", "")},
+        {"page_title": "Create your account", "form": {"email": form.get("email", "")}, "errors": errors, "plan": plan},
         status=422,
     )
+
+
+def chosen_plan(value: str | None) -> str:
+    """A plan code from a form or link, or "" (codes are identifiers; anything else is dropped)."""
+    value = (value or "").strip()
+    return value if value.isidentifier() and len(value) <= 40 else ""
+
+
+@routes.get("/signup/check-inbox", name="portal.signup-sent")
+async def signup_sent(request: web.Request) -> web.Response:
+    pending = (await get_session(request)).get("signup") or {}
+    if not pending:
+        raise redirect("/signup")
+    return await render(request, "signup_sent.html", {"page_title": "Check your inbox", "email": pending.get("email", "")})
+
+
+@routes.get("/verify-email", name="portal.verify-email")
+async def verify_email(request: web.Request) -> web.Response:
+    """The mailed link: confirms the address, then signs in the browser that signed up (and only
+    that one: a link opened elsewhere still needs the password) and goes on to the chosen plan."""
+    plan = chosen_plan(request.query.get("plan"))
+    target = f"/billing/checkout?plan={plan}" if plan and plan != "free" else "/dashboard"
+    verified = await verification.verify(request.app[DB], request.query.get("token", ""))
+    user = await current_user(request)
+    if verified is None:
+        if user is not None and user.email_verified:
+            raise redirect("/dashboard")
+        return await error_page(request, 400, "This confirmation link is not valid any more: it was used, it expired, "
+                                "or the account's email changed since. Sign in and ask for a new one.", title="Link expired")
+    pending = (await get_session(request)).get("signup") or {}
+    if user is None and pending.get("email") == verified.email:
+        await start_session(request, verified.user_id)
+        user = await current_user(request)
+    if user is not None and user.id == verified.user_id:
+        await flash(request, "Your email is confirmed. Welcome to SFX Studio!")
+        raise redirect(target)
+    await flash(request, f"{verified.email} is confirmed. Sign in to continue.")
+    raise redirect("/signin?next=" + quote(target, safe="/"))
+
+
+@routes.post("/verify-email/resend", name="portal.verify-email-resend")
+async def resend_verification(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    if user.email_verified:
+        raise redirect("/dashboard")
+    if await verification.send_link(request.app[DB], request.app[SETTINGS], request.app[MAIL], user.id):
+        await flash(request, f"We sent a new confirmation link to {user.email}.")
+    else:
+        await flash(request, "Several links were sent in the last hour: use the newest one in your inbox (check spam too).", "info")
+    form = await form_data(request)
+    raise redirect(safe_next(form.get("next")))
 
 
 @routes.get("/signin", name="portal.signin")

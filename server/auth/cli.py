@@ -52,7 +52,7 @@ async def _create(conn: asyncpg.Connection, settings: Settings, email: str) -> i
     if password is None:
         return 1
     try:
-        user_id = await service.create_user(conn, settings, email, password, role="admin")
+        user_id = await service.create_user(conn, settings, email, password, role="admin", verified=True)
     except service.PolicyViolation as exc:
         return _print_problems(exc)
     print(f"created administrator {service.normalise_email(email, settings, strict=False)} ({user_id})")

@@ -13,10 +13,11 @@ import pydantic
 from aiohttp import web
 
 from server.appkeys import AUTHENTICATE, DB, METRICS, REDIS, SETTINGS
-from server.auth import service
+from server.auth import service, verification
 from server.auth.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from server.auth.passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
 from server.auth.throttle import LoginThrottle, SignupThrottle
+from server.mail import MAIL
 from server.web.api import ApiModel, ApiRoutes, NonBlank, json_response
 from server.web.errors import NotFound, TooManyRequests, Unauthorized
 
@@ -49,7 +50,13 @@ class RegisterRequest(AuthRequest):
         min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH,
         description=f"At least {MIN_PASSWORD_LENGTH} characters, and not the email address",
     )
-    device_name: DeviceName | None = None
+    device_name: DeviceName | None = pydantic.Field(
+        default=None, description="Ignored (kept for older clients): sign in with /v1/auth/login once the address is confirmed"
+    )
+
+
+class SignupAccepted(pydantic.BaseModel):
+    message: str = pydantic.Field(description="What to do next: follow the link mailed to the address")
 
 
 class LoginRequest(AuthRequest):
@@ -126,17 +133,17 @@ def device_info(request: web.Request, name: str | None) -> service.DeviceInfo:
 # --- routes ---------------------------------------------------------------------------
 
 @api.post(
-    "/v1/auth/register", summary="Create an account and sign this device in", body=RegisterRequest,
-    response=TokenResponse, status=201, auth=False,
-    responses={"409": {"description": "email_taken"}, "422": {"description": "validation_failed (email or password policy)"},
+    "/v1/auth/register", summary="Create an account; a link mailed to the address confirms it", body=RegisterRequest,
+    response=SignupAccepted, status=202, auth=False,
+    responses={"202": {"description": "The same answer whether or not the address already has an account "
+                                      "(that holder is mailed instead); sign in after following the link"},
+               "422": {"description": "validation_failed (email or password policy)"},
                "429": {"description": "rate_limited: too many sign-ups from this address (Retry-After)"}},
 )
 async def register(request: web.Request, body: RegisterRequest) -> web.Response:
     await SignupThrottle(request.app[REDIS], request.app[SETTINGS]).attempt(request.remote)
-    tokens = await service.register(
-        request.app[DB], request.app[SETTINGS], body.email, body.password, device_info(request, body.device_name)
-    )
-    return token_response(tokens, status=201)
+    await verification.sign_up(request.app[DB], request.app[SETTINGS], request.app[MAIL], body.email, body.password)
+    return json_response(SignupAccepted(message=verification.SIGNUP_ANSWER), status=202, headers=NO_STORE)
 
 
 @api.post(

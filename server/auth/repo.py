@@ -10,16 +10,17 @@ import asyncpg
 
 Db = asyncpg.Pool | asyncpg.Connection
 
-USER_COLUMNS = "id, email::text AS email, password_hash, role, status, created_at, last_login_at"
+USER_COLUMNS = "id, email::text AS email, password_hash, role, status, created_at, last_login_at, email_verified_at"
 
 
 # --- users ------------------------------------------------------------------
 
-async def insert_user(db: Db, email: str, password_hash: str, role: str) -> asyncpg.Record:
+async def insert_user(db: Db, email: str, password_hash: str, role: str, verified: bool = False) -> asyncpg.Record:
     """Raises asyncpg.UniqueViolationError when the email is taken."""
     return await db.fetchrow(
-        f"INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}",
-        email, password_hash, role,
+        f"""INSERT INTO users (email, password_hash, role, email_verified_at)
+            VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING {USER_COLUMNS}""",
+        email, password_hash, role, verified,
     )
 
 
@@ -58,12 +59,69 @@ async def set_status(db: Db, user_id: uuid.UUID, status: str) -> bool:
 async def principal(db: Db, user_id: uuid.UUID, session_id: uuid.UUID) -> asyncpg.Record | None:
     """The user behind an access token, and whether its device session still stands."""
     return await db.fetchrow(
-        """SELECT u.id, u.email::text AS email, u.role, u.status,
+        """SELECT u.id, u.email::text AS email, u.role, u.status, u.email_verified_at IS NOT NULL AS email_verified,
                   s.id AS session_id, s.revoked_at
              FROM users u
              LEFT JOIN device_sessions s ON s.id = $2 AND s.user_id = u.id
             WHERE u.id = $1""",
         user_id, session_id,
+    )
+
+
+async def set_email(db: Db, user_id: uuid.UUID, email: str) -> None:
+    """A new address is unproven until its own verification link is followed.
+    Raises asyncpg.UniqueViolationError when the email is taken."""
+    await db.execute("UPDATE users SET email = $2, email_verified_at = NULL WHERE id = $1", user_id, email)
+
+
+async def email_taken(db: Db, email: str, except_user: uuid.UUID) -> bool:
+    return await db.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $2)", email, except_user)
+
+
+async def anonymise_user(conn: asyncpg.Connection, user_id: uuid.UUID, placeholder_email: str) -> None:
+    # '!' is never a bcrypt hash: no password can match it again.
+    await conn.execute(
+        """UPDATE users SET email = $2, password_hash = '!', status = 'deleted', role = 'user', last_login_at = NULL,
+                            email_verified_at = NULL
+            WHERE id = $1""",
+        user_id, placeholder_email,
+    )
+    await conn.execute("DELETE FROM email_verification_tokens WHERE user_id = $1", user_id)
+
+
+# --- email verification ----------------------------------------------------------
+
+async def insert_verification_token(db: Db, user_id: uuid.UUID, email: str, token_hash: bytes, ttl: int) -> None:
+    await db.execute(
+        """INSERT INTO email_verification_tokens (user_id, email, token_hash, expires_at)
+           VALUES ($1, $2, $3, now() + make_interval(secs => $4))""",
+        user_id, email, token_hash, ttl,
+    )
+
+
+async def recent_verification_tokens(db: Db, user_id: uuid.UUID, seconds: int) -> int:
+    return await db.fetchval(
+        """SELECT count(*) FROM email_verification_tokens
+            WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)""",
+        user_id, seconds,
+    )
+
+
+async def claim_verification_token(conn: asyncpg.Connection, token_hash: bytes) -> asyncpg.Record | None:
+    """Spends a live token whose address is still the account's; of two claims one wins."""
+    return await conn.fetchrow(
+        """UPDATE email_verification_tokens t SET used_at = now()
+             FROM users u
+            WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > now()
+              AND u.id = t.user_id AND u.email = t.email AND u.status <> 'deleted'
+        RETURNING t.user_id, u.email::text AS email""",
+        token_hash,
+    )
+
+
+async def mark_email_verified(db: Db, user_id: uuid.UUID) -> None:
+    await db.execute(
+        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1", user_id
     )
 
 
@@ -118,6 +176,11 @@ async def revoke_user_sessions(db: Db, user_id: uuid.UUID, reason: str) -> int:
         user_id, reason,
     )
     return int(status.split()[-1])
+
+
+async def delete_user_sessions(db: Db, user_id: uuid.UUID) -> None:
+    # Device rows hold IP addresses and user agents; their refresh tokens go with them (cascade).
+    await db.execute("DELETE FROM device_sessions WHERE user_id = $1", user_id)
 
 
 async def session_owner(db: Db, session_id: uuid.UUID) -> uuid.UUID | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -18,6 +18,7 @@ import email_validator
 from aiohttp import web
 
 from server.appkeys import DB, SETTINGS
+from server.audit import audit
 from server.auth import passwords, repo
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import (
@@ -64,6 +65,14 @@ class EmailTaken(Conflict):
     code = "email_taken"
 
 
+class EmailNotVerified(Forbidden):
+    code = "email_not_verified"
+
+
+class WrongPassword(Exception):
+    """The current password, asked again before a sensitive change, was wrong."""
+
+
 class PolicyViolation(ValidationFailed):
     """422 whose details list the failing fields, like a request-model validation error."""
 
@@ -81,6 +90,8 @@ class CurrentUser:
     role: str
     status: str
     session_id: uuid.UUID | None
+    # Generation waits for a proven address (see require_verified_email).
+    email_verified: bool = field(default=False, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -95,10 +106,12 @@ class Account:
     status: str
     created_at: datetime
     last_login_at: datetime | None
+    email_verified: bool = False
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "Account":
-        return cls(row["id"], row["email"], row["role"], row["status"], row["created_at"], row["last_login_at"])
+        return cls(row["id"], row["email"], row["role"], row["status"], row["created_at"], row["last_login_at"],
+                   row["email_verified_at"] is not None)
 
 
 @dataclass(frozen=True)
@@ -166,13 +179,18 @@ def normalise_email(raw: str, settings: Settings, *, strict: bool) -> str:
         return raw.lower()
 
 
-async def create_user(db: repo.Db, settings: Settings, email: str, password: str, role: str = "user") -> uuid.UUID:
-    """A new active account. PolicyViolation (422) for a bad email or password, EmailTaken (409)."""
-    account = await _create_account(db, settings, email, password, role)
+async def create_user(
+    db: repo.Db, settings: Settings, email: str, password: str, role: str = "user", *, verified: bool = False
+) -> uuid.UUID:
+    """A new active account. PolicyViolation (422) for a bad email or password, EmailTaken (409).
+    `verified` is for accounts an operator vouches for (create-admin, demo accounts)."""
+    account = await _create_account(db, settings, email, password, role, verified=verified)
     return account.id
 
 
-async def _create_account(db: repo.Db, settings: Settings, email: str, password: str, role: str) -> Account:
+async def _create_account(
+    db: repo.Db, settings: Settings, email: str, password: str, role: str, *, verified: bool = False
+) -> Account:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     problems = []
@@ -185,7 +203,7 @@ async def _create_account(db: repo.Db, settings: Settings, email: str, password:
         raise PolicyViolation(problems)
     password_hash = await passwords.hash_password(password, settings.bcrypt_cost)
     try:
-        row = await repo.insert_user(db, email, password_hash, role)
+        row = await repo.insert_user(db, email, password_hash, role, verified)
     except asyncpg.UniqueViolationError:
         raise EmailTaken("An account with this email already exists", details={"field": "email"}) from None
     log.info("account created", extra={"user_id": str(row["id"]), "role": role})
@@ -231,6 +249,54 @@ async def set_password(db: repo.Db, settings: Settings, user_id: uuid.UUID, pass
     log.info("password changed", extra={"user_id": str(user_id), "sessions_revoked": revoked})
 
 
+async def check_password(db: repo.Db, settings: Settings, user_id: uuid.UUID, password: str) -> None:
+    """WrongPassword unless `password` is the account's current one."""
+    row = await repo.user_by_id(db, user_id)
+    if not await passwords.check_password(password, row["password_hash"] if row else None, settings.bcrypt_cost):
+        raise WrongPassword()
+
+
+async def change_password(pool: asyncpg.Pool, settings: Settings, user_id: uuid.UUID, current: str, new: str) -> None:
+    """Self-service: the current password first; every device is signed out (browsers are the caller's)."""
+    await check_password(pool, settings, user_id, current)
+    async with pool.acquire() as conn, conn.transaction():
+        await set_password(conn, settings, user_id, new)
+        await audit(conn, user_id, "user.password_changed", "user", user_id, {})
+
+
+async def change_email(
+    pool: asyncpg.Pool, settings: Settings, user_id: uuid.UUID, new_email: str, password: str
+) -> tuple[str, str]:
+    """Returns (old, new); the new address starts unverified. Raises WrongPassword, PolicyViolation
+    (bad address), ValidationFailed (unchanged) or EmailTaken."""
+    await check_password(pool, settings, user_id, password)
+    email = normalise_email(new_email, settings, strict=True)
+    async with pool.acquire() as conn, conn.transaction():
+        old = (await repo.user_by_id(conn, user_id))["email"]
+        if email == old:
+            raise ValidationFailed("That is already your email", details={"field": "email"})
+        if await repo.email_taken(conn, email, user_id):
+            raise EmailTaken("An account with this email already exists", details={"field": "email"})
+        try:
+            await repo.set_email(conn, user_id, email)
+        except asyncpg.UniqueViolationError:
+            raise EmailTaken("An account with this email already exists", details={"field": "email"}) from None
+        # No addresses in the audit trail: it outlives account deletion.
+        await audit(conn, user_id, "user.email_changed", "user", user_id, {})
+    return old, email
+
+
+def anonymous_email(user_id: uuid.UUID) -> str:
+    return f"deleted-{user_id.hex}@deleted.invalid"
+
+
+async def anonymise(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    """The row stays (ledger and invoices point at it); nothing in it identifies the person any more,
+    and no device, token or password can sign in to it again."""
+    await repo.delete_user_sessions(conn, user_id)
+    await repo.anonymise_user(conn, user_id, anonymous_email(user_id))
+
+
 # --- credentials ---------------------------------------------------------------------
 
 async def verify_credentials(db: repo.Db, settings: Settings, email: str, password: str) -> CurrentUser:
@@ -247,7 +313,7 @@ async def verify_credentials(db: repo.Db, settings: Settings, email: str, passwo
     await repo.record_login(db, row["id"])
     if passwords.needs_rehash(stored_hash, settings.bcrypt_cost):
         await repo.replace_password_hash(db, row["id"], stored_hash, await passwords.hash_password(password, settings.bcrypt_cost))
-    return CurrentUser(row["id"], row["email"], row["role"], row["status"], None)
+    return CurrentUser(row["id"], row["email"], row["role"], row["status"], None, row["email_verified_at"] is not None)
 
 
 async def login(
@@ -268,11 +334,6 @@ async def login(
     log.info("signed in", extra={"user_id": str(user.id), "session_id": str(tokens.session_id), "ip": device.ip})
     return tokens
 
-
-async def register(pool: asyncpg.Pool, settings: Settings, email: str, password: str, device: DeviceInfo) -> IssuedTokens:
-    account = await _create_account(pool, settings, email, password, "user")
-    await repo.record_login(pool, account.id)
-    return await open_session(pool, settings, await get_account(pool, account.id), device)
 
 
 # --- sessions and tokens ----------------------------------------------------------------
@@ -431,4 +492,17 @@ async def user_for_claims(db: repo.Db, claims: AccessClaims) -> CurrentUser:
     _require_usable_status(row["status"])
     if row["session_id"] is None or row["revoked_at"] is not None:
         raise SessionRevoked("This device was signed out; sign in again")
-    return CurrentUser(row["id"], row["email"], row["role"], row["status"], row["session_id"])
+    return CurrentUser(row["id"], row["email"], row["role"], row["status"], row["session_id"], row["email_verified"])
+
+
+async def require_verified_email(request: web.Request) -> CurrentUser:
+    """`authenticate`, and 403 email_not_verified until the account's address is proven: work that
+    costs money (generation, assists) is not given to throwaway or mistyped addresses."""
+    user = await authenticate(request)
+    if not user.email_verified:
+        raise EmailNotVerified(
+            "Confirm your email address first: open the link we sent to "
+            f"{user.email}, or ask for a new one on the account page at {request.app[SETTINGS].public_url.rstrip('/')}/dashboard",
+            details={"email": user.email},
+        )
+    return user

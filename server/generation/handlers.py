@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 
 from server.appkeys import SETTINGS
-from server.auth.service import authenticate
+from server.auth.service import authenticate, require_verified_email
 from server.generation.models import (
     GenerationOut,
     GenerationPage,
@@ -45,6 +45,7 @@ _CREATED_RESPONSES = {
         },
     },
 }
+_CREATED_RESPONSES["403"] = {"description": "email_not_verified: the account's address is not confirmed yet"}
 _IDEMPOTENCY = "Idempotency-Key"
 
 
@@ -57,7 +58,7 @@ def _service(request: web.Request) -> GenerationService:
     response=GenerationsCreated, responses=_CREATED_RESPONSES,
 )
 async def create_sfx(request: web.Request, body: SfxRequest) -> web.StreamResponse:
-    user = await authenticate(request)
+    user = await require_verified_email(request)
     spec = sfx_spec(body, model_id=request.app[SETTINGS].sfx_model_id)
     outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY),
                                              client_gone=_client_gone(request))
@@ -69,7 +70,7 @@ async def create_sfx(request: web.Request, body: SfxRequest) -> web.StreamRespon
     response=GenerationsCreated, responses=_CREATED_RESPONSES,
 )
 async def create_voice(request: web.Request, body: VoiceRequest) -> web.StreamResponse:
-    user = await authenticate(request)
+    user = await require_verified_email(request)
     spec = voice_spec(body, default_model=request.app[SETTINGS].voice_model_id)
     outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY),
                                              client_gone=_client_gone(request))
