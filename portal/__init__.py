@@ -12,18 +12,25 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp_session import AbstractStorage
 
 from server import __version__
 from server.appkeys import SETTINGS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
+PORTAL_JINJA = web.AppKey("portal_jinja", jinja2.Environment)
+SESSION_STORAGE = web.AppKey("portal_session_storage", AbstractStorage)
+CSP = web.AppKey("portal_csp", str)
+# Work spawned after a response (reset mails), awaited at shutdown.
+BACKGROUND = web.AppKey("portal_background", set)
+
 
 def setup(app: web.Application) -> None:
     from portal import filters
     from portal.handlers import account, admin, auth, billing, public
-    from portal.sessions import SESSION_STORAGE, cookie_storage
-    from portal.web import CSP, PORTAL_JINJA, background_ctx, content_security_policy, portal_middleware
+    from portal.sessions import cookie_storage
+    from portal.web import background_ctx, content_security_policy, portal_middleware
 
     settings = app[SETTINGS]
     app[SESSION_STORAGE] = cookie_storage(settings)

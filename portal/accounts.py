@@ -1,8 +1,9 @@
-"""Self-service account changes: email, password, data export and deletion.
+"""Self-service data export and account deletion, composed from the domains that own the data.
 
 Deletion keeps what the business must keep and nothing that identifies the person: the
-users row stays (the append-only credit ledger and invoices point at it) but its email and
-password are replaced, and devices, generations, audio files, reset tokens and mail are removed.
+users row stays (the append-only credit ledger and invoices point at it) but auth replaces its
+email and password and removes its devices, generation removes its generations and audio files,
+and the portal its own reset tokens and mail.
 """
 
 from __future__ import annotations
@@ -16,54 +17,14 @@ import asyncpg
 
 from portal import domains, repo
 from server.audit import audit
-from server.auth import passwords as auth_passwords
 from server.auth import service as auth
-from server.settings import Settings
-from server.web.errors import ValidationFailed
+from server.generation import erasure as generation_erasure
 
 log = logging.getLogger("portal.accounts")
 
 
-class WrongPassword(Exception):
-    pass
-
-
-class AudioDeleter(Protocol):
-    async def delete(self, key: str) -> None: ...
-
-
-async def check_password(pool: asyncpg.Pool, settings: Settings, user_id: uuid.UUID, password: str) -> None:
-    stored = await repo.password_hash(pool, user_id)
-    if not await auth_passwords.check_password(password, stored, settings.bcrypt_cost):
-        raise WrongPassword()
-
-
-async def change_email(pool: asyncpg.Pool, settings: Settings, user_id: uuid.UUID, new_email: str, password: str) -> tuple[str, str]:
-    """Returns (old, new). Raises WrongPassword, PolicyViolation (bad address) or EmailTaken."""
-    await check_password(pool, settings, user_id, password)
-    email = auth.normalise_email(new_email, settings, strict=True)
-    async with pool.acquire() as conn, conn.transaction():
-        row = await repo.user_row(conn, user_id)
-        old = row["email"]
-        if email == old:
-            raise ValidationFailed("That is already your email", details={"field": "email"})
-        if await repo.email_taken(conn, email, user_id):
-            raise auth.EmailTaken("An account with this email already exists", details={"field": "email"})
-        try:
-            await repo.set_email(conn, user_id, email)
-        except asyncpg.UniqueViolationError:
-            raise auth.EmailTaken("An account with this email already exists", details={"field": "email"}) from None
-        # No addresses in the audit trail: it outlives account deletion.
-        await audit(conn, user_id, "user.email_changed", "user", user_id, {})
-    return old, email
-
-
-async def change_password(pool: asyncpg.Pool, settings: Settings, user_id: uuid.UUID, current: str, new: str) -> None:
-    """Policy-checked by auth, which also signs every panel device out."""
-    await check_password(pool, settings, user_id, current)
-    async with pool.acquire() as conn, conn.transaction():
-        await auth.set_password(conn, settings, user_id, new)
-        await audit(conn, user_id, "user.password_changed", "user", user_id, {})
+class AudioFiles(Protocol):
+    async def drop_file_if_unused(self, key: str) -> bool: ...
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -118,11 +79,9 @@ async def export_data(pool: asyncpg.Pool, billing: Any, user_id: uuid.UUID) -> d
             for r in await repo.audit_about_user(pool, user_id)
         ],
     }
-    if await repo.table_exists(pool, "generations"):
-        data["generations"] = [
-            {k: g.get(k) for k in EXPORTED_GENERATION_FIELDS}
-            for g in await repo.generations_for_export(pool, user_id)
-        ]
+    data["generations"] = [
+        {k: g.get(k) for k in EXPORTED_GENERATION_FIELDS} for g in await repo.generations_for_export(pool, user_id)
+    ]
     if billing is not None:
         sub = await billing.subscription(user_id)
         if sub is not None:
@@ -140,35 +99,17 @@ async def export_data(pool: asyncpg.Pool, billing: Any, user_id: uuid.UUID) -> d
 # --- deletion ------------------------------------------------------------------------------------
 
 
-def anonymous_email(user_id: uuid.UUID) -> str:
-    return f"deleted-{user_id.hex}@deleted.invalid"
-
-
-async def delete_account(pool: asyncpg.Pool, billing: Any, storage: AudioDeleter | None, user_id: uuid.UUID) -> int:
+async def delete_account(pool: asyncpg.Pool, billing: Any, generation: AudioFiles | None, user_id: uuid.UUID) -> int:
     """Cancels billing first (a failure there stops the deletion: nobody should keep paying for a
     deleted account), then scrubs the person out in one transaction. Returns audio files removed."""
     if billing is not None:
         await billing.cancel_for_deleted_account(user_id)
-    has_generations = await repo.table_exists(pool, "generations")
     async with pool.acquire() as conn, conn.transaction():
-        row = await repo.user_row(conn, user_id)
-        storage_keys: list[str] = []
-        if has_generations:
-            storage_keys = await repo.delete_generations(conn, user_id)
-        await repo.delete_devices(conn, user_id)
-        await repo.delete_personal_rows(conn, user_id, row["email"])
-        await repo.anonymise_user(conn, user_id, anonymous_email(user_id))
+        email = (await auth.get_account(conn, user_id)).email
+        storage_keys = await generation_erasure.erase_user(conn, user_id)
+        await repo.delete_personal_rows(conn, user_id, email)
+        await auth.anonymise(conn, user_id)
         await audit(conn, user_id, "user.deleted", "user", user_id, {})
-    removed = 0
-    if storage is not None:
-        for key in storage_keys:
-            # Content-addressed files may be shared by other users' identical results.
-            if has_generations and await repo.storage_key_in_use(pool, key):
-                continue
-            try:
-                await storage.delete(key)
-                removed += 1
-            except FileNotFoundError:
-                pass
+    removed = await generation_erasure.drop_files(generation, storage_keys) if generation is not None else 0
     log.info("account deleted", extra={"user_id": str(user_id), "audio_removed": removed})
     return removed

@@ -1,7 +1,5 @@
-"""SQL the portal owns or reads for display. Parameters only; no logic beyond the query.
-
-Tables of other domains that may not exist yet (generations, releases) are checked with
-`table_exists` first, so pages render an empty state instead of failing.
+"""SQL the portal owns (reset tokens, mail) or reads for display. Parameters only; no logic beyond
+the query. Other domains' tables are only read here: changes go through their services.
 """
 
 from __future__ import annotations
@@ -103,19 +101,7 @@ async def user_row(db: Db, user_id: uuid.UUID) -> asyncpg.Record | None:
     )
 
 
-async def email_taken(db: Db, email: str, except_user: uuid.UUID) -> bool:
-    return await db.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $2)", email, except_user)
-
-
-async def set_email(db: Db, user_id: uuid.UUID, email: str) -> None:
-    await db.execute("UPDATE users SET email = $2 WHERE id = $1", user_id, email)
-
-
-async def password_hash(db: Db, user_id: uuid.UUID) -> str | None:
-    return await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user_id)
-
-
-# --- generations (table from the generation domain; may be absent) ---------------------
+# --- generations (read for display) ------------------------------------------------------
 
 
 async def usage_per_day(db: Db, user_id: uuid.UUID, start: date, end: date) -> dict[date, tuple[int, int]]:
@@ -238,38 +224,9 @@ async def generations_for_export(db: Db, user_id: uuid.UUID) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-async def delete_generations(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[str]:
-    """Deletes the user's generations; returns the storage keys they used."""
-    rows = await conn.fetch(
-        "DELETE FROM generations WHERE user_id = $1 RETURNING storage_key", user_id
-    )
-    await conn.execute("DELETE FROM generation_requests WHERE user_id = $1", user_id)
-    return sorted({r["storage_key"] for r in rows if r["storage_key"]})
-
-
-async def storage_key_in_use(db: Db, key: str) -> bool:
-    return await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM generations WHERE storage_key = $1 AND deleted_at IS NULL)", key
-    )
-
-
-async def delete_devices(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
-    # Device rows hold IP addresses and user agents; their refresh tokens go with them (cascade).
-    await conn.execute("DELETE FROM device_sessions WHERE user_id = $1", user_id)
-
-
 async def delete_personal_rows(conn: asyncpg.Connection, user_id: uuid.UUID, email: str) -> None:
     await conn.execute("DELETE FROM password_reset_tokens WHERE user_id = $1", user_id)
     await conn.execute("DELETE FROM mail_outbox WHERE to_address = $1", email)
-
-
-async def anonymise_user(conn: asyncpg.Connection, user_id: uuid.UUID, placeholder_email: str) -> None:
-    # '!' is never a bcrypt hash: no password can match it again.
-    await conn.execute(
-        """UPDATE users SET email = $2, password_hash = '!', status = 'deleted', role = 'user', last_login_at = NULL
-            WHERE id = $1""",
-        user_id, placeholder_email,
-    )
 
 
 async def admin_recent_generations(db: Db, user_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:

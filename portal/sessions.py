@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp_session import AbstractStorage, Session
+from aiohttp_session import Session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
+from portal import SESSION_STORAGE
 from server.appkeys import DB, REDIS, SETTINGS
 from server.settings import Settings, SettingsError
 
@@ -26,7 +27,6 @@ SESSION_TTL = 14 * 86400
 
 PORTAL_USER = web.RequestKey("portal_user", object)  # PortalUser | None, cached per request
 SESSION = web.RequestKey("portal_session", Session)
-SESSION_STORAGE = web.AppKey("portal_session_storage", AbstractStorage)
 
 
 @dataclass(frozen=True)

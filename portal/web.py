@@ -8,10 +8,9 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
-from portal import csrf, forms
+from portal import BACKGROUND, CSP, PORTAL_JINJA, csrf, forms
 from portal.sessions import PortalUser, current_user, pop_flashes, save_session
 from server.appkeys import REQUEST_ID, SETTINGS
 from server.settings import Settings
@@ -20,7 +19,6 @@ from server.web.middleware import is_api
 
 log = logging.getLogger("portal")
 
-PORTAL_JINJA = web.AppKey("portal_jinja", jinja2.Environment)
 ROUTE_PREFIX = "portal."
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,9 +31,6 @@ class Forbidden403(Exception):
 
 
 # --- background work ---------------------------------------------------------------
-
-BACKGROUND = web.AppKey("portal_background", set)
-
 
 def spawn(app: web.Application, coro: Awaitable[None]) -> asyncio.Task:
     """Run after the response; the task is kept referenced and awaited at shutdown."""
@@ -220,8 +215,6 @@ async def portal_middleware(request: web.Request, handler: Handler) -> web.Strea
         add_security_headers(response, settings, csp)
         await save_session(request, response)
     return response
-
-CSP = web.AppKey("portal_csp", str)
 
 
 def form_page(request: web.Request) -> Handler | None:

@@ -43,14 +43,10 @@ def create_app(settings: Settings) -> web.Application:
 
 def domain_setups():
     """Each domain registers its routes and background tasks; imported here to keep one list."""
-    from server.auth.handlers import setup as auth_setup
-    from server.billing import setup as billing_setup
-    from server.credits.handlers import setup as credits_setup
-    from server.generation import setup as generation_setup
-    from server.keybank import setup as keybank_setup
-    from portal import setup as portal_setup
+    import portal
+    from server import auth, billing, credits, generation, keybank
 
-    return [auth_setup, credits_setup, keybank_setup, generation_setup, billing_setup, portal_setup]
+    return [auth.setup, credits.setup, keybank.setup, generation.setup, billing.setup, portal.setup]
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:

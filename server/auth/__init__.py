@@ -3,6 +3,11 @@
 Other domains use `authenticate(request)` and `require_admin(request)` (server.auth.service).
 """
 
+import logging
+
+from aiohttp import web
+
+from server.appkeys import AUTHENTICATE, DB
 from server.auth.service import (
     CurrentUser,
     authenticate,
@@ -11,5 +16,26 @@ from server.auth.service import (
     verify_credentials,
 )
 from server.auth.throttle import LoginThrottle, SignupThrottle
+from server.periodic import periodic_ctx
 
-__all__ = ["CurrentUser", "LoginThrottle", "SignupThrottle", "authenticate", "create_user", "require_admin", "verify_credentials"]
+__all__ = ["CurrentUser", "LoginThrottle", "SignupThrottle", "authenticate", "create_user", "require_admin",
+           "setup", "verify_credentials"]
+
+log = logging.getLogger("server.auth")
+
+# Expired refresh tokens are deleted this often (every process does it; the delete is idempotent).
+PRUNE_INTERVAL_SECONDS = 3600
+
+
+def setup(app: web.Application) -> None:
+    from server.auth.handlers import api
+    from server.auth.service import prune_expired_tokens
+
+    async def prune(app: web.Application) -> None:
+        removed = await prune_expired_tokens(app[DB])
+        if removed:
+            log.info("expired refresh tokens deleted", extra={"count": removed})
+
+    app[AUTHENTICATE] = authenticate
+    api.register(app)
+    app.cleanup_ctx.append(periodic_ctx("auth-prune-tokens", lambda app: PRUNE_INTERVAL_SECONDS, prune, jitter=(1.0, 1.0)))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, AsyncIterator, Literal
+from typing import Annotated, Literal
 
 import pydantic
 from aiohttp import web
 
-from server.appkeys import AUTHENTICATE, DB, METRICS, REDIS, SETTINGS
+from server.appkeys import DB, METRICS, REDIS, SETTINGS
 from server.auth import service, verification
 from server.auth.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from server.auth.passwords import MIN_LENGTH as MIN_PASSWORD_LENGTH
@@ -24,9 +22,6 @@ from server.web.errors import NotFound, TooManyRequests, Unauthorized
 log = logging.getLogger("server.auth")
 
 api = ApiRoutes("auth")
-
-# Expired refresh tokens are deleted this often (every process does it; the delete is idempotent).
-PRUNE_INTERVAL_SECONDS = 3600
 
 
 # --- models -----------------------------------------------------------------------
@@ -213,31 +208,3 @@ async def revoke_device(request: web.Request) -> web.Response:
         raise NotFound("No such device") from None
     await service.revoke_device(request.app[DB], user, device_id)
     return web.Response(status=204)
-
-
-# --- wiring -------------------------------------------------------------------------------
-
-def setup(app: web.Application) -> None:
-    app[AUTHENTICATE] = service.authenticate
-    api.register(app)
-    app.cleanup_ctx.append(prune_tokens_ctx)
-
-
-async def prune_tokens_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_prune_forever(app), name="auth-prune-tokens")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _prune_forever(app: web.Application) -> None:
-    while True:
-        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
-        try:
-            removed = await service.prune_expired_tokens(app[DB])
-            if removed:
-                log.info("expired refresh tokens deleted", extra={"count": removed})
-        except Exception:
-            # A database hiccup must not end the loop; the next round tries again.
-            log.exception("pruning refresh tokens failed")

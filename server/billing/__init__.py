@@ -10,9 +10,12 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from server.appkeys import DB, SETTINGS
-from server.billing.service import BILLING, BillingService, Invoice, Subscription
+from server.billing.service import BillingService, Invoice, Subscription
 from server.billing.stripe_client import StripeGateway
-from server.billing.webhooks import WEBHOOKS, WebhookProcessor
+from server.billing.webhooks import WebhookProcessor
+
+BILLING = web.AppKey("billing", BillingService)
+WEBHOOKS = web.AppKey("billing_webhooks", WebhookProcessor)
 
 __all__ = ["BILLING", "BillingService", "Invoice", "Subscription", "setup"]
 

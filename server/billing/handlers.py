@@ -13,7 +13,7 @@ import stripe
 from aiohttp import web
 
 from server.appkeys import METRICS, SETTINGS
-from server.billing.webhooks import WEBHOOKS
+from server.billing import WEBHOOKS
 from server.web.api import json_response
 from server.web.errors import BadRequest, PayloadTooLarge
 

@@ -12,7 +12,6 @@ import logging
 from typing import Awaitable, Callable
 
 import asyncpg
-from aiohttp import web
 
 from server.billing import repo
 from server.billing.service import (
@@ -141,5 +140,3 @@ class WebhookProcessor:
                         extra={"dispute": dispute.get("id"), "charge": ref(dispute.get("charge"))})
         return PROCESSED if changes else IGNORED
 
-
-WEBHOOKS = web.AppKey("billing_webhooks", WebhookProcessor)

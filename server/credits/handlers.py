@@ -13,7 +13,6 @@ from server.auth.service import authenticate, get_account
 from server.credits import service
 from server.credits.models import CreditSummary, Plan
 from server.credits.pricing import PricingRule
-from server.credits.sweep import sweep_ctx
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import Unauthorized
 
@@ -91,6 +90,8 @@ class MeUser(pydantic.BaseModel):
     role: str
     status: str
     created_at: datetime
+    email_verified: bool = pydantic.Field(description="False until the mailed link is followed; generation answers "
+                                                      "403 email_not_verified until then")
 
 
 class MeCredits(pydantic.BaseModel):
@@ -148,13 +149,9 @@ async def me(request: web.Request) -> web.Response:
     credits = await service.summary(db, user.id)
     body = MeResponse(
         user=MeUser(id=account.id, email=account.email, role=account.role, status=account.status,
-                    created_at=account.created_at),
+                    created_at=account.created_at, email_verified=account.email_verified),
         plan=PlanInfo.of(credits.plan),
         credits=MeCredits.of(credits),
     )
     return json_response(body, headers={"Cache-Control": "no-store"})
 
-
-def setup(app: web.Application) -> None:
-    api.register(app)
-    app.cleanup_ctx.append(sweep_ctx)

@@ -7,16 +7,13 @@ and an account busy with a request is simply picked up by the next round.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from contextlib import suppress
-from typing import AsyncIterator
 
 from aiohttp import web
 
 from server.appkeys import DB, METRICS, SETTINGS
 from server.credits import repo
+from server.periodic import periodic_ctx
 
 log = logging.getLogger("server.credits.sweep")
 
@@ -52,26 +49,10 @@ def sweep_interval(hold_ttl: int) -> float:
     return max(1.0, min(60.0, hold_ttl / 10))
 
 
-async def _sweep_forever(app: web.Application) -> None:
-    interval = sweep_interval(app[SETTINGS].hold_ttl)
-    metrics = app[METRICS]
-    while True:
-        # Jitter keeps several processes started together from sweeping in lockstep.
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
-        try:
-            released = await sweep_once(app[DB])
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("credit hold sweep failed; retrying next round")
-            continue
-        if released:
-            metrics.holds_expired.inc(released)
+async def sweep_round(app: web.Application) -> None:
+    released = await sweep_once(app[DB])
+    if released:
+        app[METRICS].holds_expired.inc(released)
 
 
-async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_sweep_forever(app), name="credits-sweep")
-    yield
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
+sweep_ctx = periodic_ctx("credits-sweep", lambda app: sweep_interval(app[SETTINGS].hold_ttl), sweep_round)

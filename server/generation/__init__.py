@@ -6,34 +6,35 @@ the voice list refresher and the retention sweeper. Needs the key bank's setup t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 from typing import AsyncIterator
 
 from aiohttp import web
 
+from server import periodic
 from server.appkeys import DB, METRICS, REDIS, SETTINGS
-from server.generation.handlers import GENERATION, api
 from server.generation.service import GenerationService
 
 __all__ = ["GENERATION", "GenerationService", "setup"]
 
 log = logging.getLogger("server.generation")
 
+GENERATION = web.AppKey("generation", GenerationService)
+
 # In-flight generations get this long to finish and settle when the server stops.
 DRAIN_SECONDS = 30.0
 
 
 def setup(app: web.Application) -> None:
+    from server.generation.handlers import api
+
     api.register(app)
     app.cleanup_ctx.append(generation_ctx)
 
 
 async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.credits.ratelimit import RateLimiter
-    from server.generation.retention import run_sweeper
+    from server.generation.retention import sweep_if_leader
     from server.generation.upstream import Upstream, create_http_client
     from server.generation.voices import VoiceCatalog
     from server.keybank import KEYBANK
@@ -49,26 +50,13 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
         rate_limiter=RateLimiter(app[REDIS], settings),
     )
     app[GENERATION] = service
-    background = [
-        asyncio.create_task(_refresh_voices(voices, settings.voices_refresh_interval), name="voices-refresher"),
-        asyncio.create_task(run_sweeper(service, interval=settings.retention_sweep_interval), name="generation-sweeper"),
-    ]
-    yield
-    for task in background:
-        task.cancel()
-    for task in background:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    # Jitter spreads the workers so they do not all wake at once to contend for the sweep lock.
+    interval = settings.retention_sweep_interval
+    async with periodic.running("voices-refresher", settings.voices_refresh_interval, voices.refresh_if_leader,
+                                jitter=(0.8, 1.0)), \
+            periodic.running("generation-sweeper", interval, lambda: sweep_if_leader(service, interval=interval),
+                             jitter=(0.5, 1.0)):
+        yield
     await service.drain(DRAIN_SECONDS)
     await http.aclose()
 
-
-async def _refresh_voices(voices, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval * random.uniform(0.8, 1.0))
-        try:
-            await voices.refresh_if_leader()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("voice list refresh failed; will retry")

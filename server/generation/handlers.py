@@ -20,14 +20,13 @@ from server.generation.models import (
 )
 from server.generation.naming import content_disposition
 from server.generation.params import sfx_spec, voice_spec
+from server.generation import GENERATION
 from server.generation.service import GenerationResult, GenerationService, Outcome
 from server.storage import AudioNotFound
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import NotFound
 
 api = ApiRoutes("generation")
-
-GENERATION = web.AppKey("generation", GenerationService)
 
 _AUDIO = {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}},
                       "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}

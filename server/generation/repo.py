@@ -271,3 +271,10 @@ async def abandon_stale(conn: Conn, *, older_than: float) -> int:
         float(older_than),
     )
     return int(status.split()[-1])
+
+
+async def delete_user_generations(conn: Conn, user_id: uuid.UUID) -> list[str]:
+    """Deletes a user's generations and request records; returns the storage keys they used."""
+    rows = await conn.fetch("DELETE FROM generations WHERE user_id = $1 RETURNING storage_key", user_id)
+    await conn.execute("DELETE FROM generation_requests WHERE user_id = $1", user_id)
+    return sorted({r["storage_key"] for r in rows if r["storage_key"]})

@@ -5,9 +5,7 @@ Every worker runs the loop; a Redis lock lets one of them sweep at a time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 
@@ -42,20 +40,13 @@ async def sweep(service) -> SweepReport:
     return SweepReport(expired, deleted, abandoned)
 
 
-async def run_sweeper(service, *, interval: float) -> None:
+async def sweep_if_leader(service, *, interval: float) -> None:
+    """One round of the background sweeper: sweep unless another worker holds the lock."""
     lock = service.settings.rkey("generation", "sweep-lock")
-    while True:
-        # Jitter spreads the workers so they do not all wake at once to contend for the lock.
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        token = uuid.uuid4().hex
+    token = uuid.uuid4().hex
+    if await service.redis.set(lock, token, nx=True, ex=max(60, int(interval))):
         try:
-            if await service.redis.set(lock, token, nx=True, ex=max(60, int(interval))):
-                try:
-                    await sweep(service)
-                finally:
-                    if await service.redis.get(lock) == token:
-                        await service.redis.delete(lock)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("generation sweep failed; will retry")
+            await sweep(service)
+        finally:
+            if await service.redis.get(lock) == token:
+                await service.redis.delete(lock)

@@ -6,18 +6,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import AsyncIterator
 
 import httpx
 from aiohttp import web
 
+from server import periodic
 from server.appkeys import DB, METRICS, REDIS, SETTINGS
 from server.keybank.failures import FailureKind, RetryOnAnotherKey, UpstreamUserError
-from server.keybank.service import KEYBANK, KeyBank, KeyBankConfig, KeyInfo, KeyView, Lease
+from server.keybank.service import KeyBank, KeyBankConfig, KeyInfo, KeyView, Lease
 
 log = logging.getLogger("server.keybank")
+
+KEYBANK = web.AppKey("keybank", KeyBank)
 
 __all__ = [
     "KEYBANK", "FailureKind", "KeyBank", "KeyBankConfig", "KeyInfo", "KeyView", "Lease", "RetryOnAnotherKey",
@@ -30,7 +32,7 @@ def setup(app: web.Application) -> None:
 
 
 async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server.keybank.refresher import run_refresher, run_usage_flusher
+    from server.keybank.refresher import refresh_round, refresh_tick
 
     # One connection pool to the providers for every key; the SDK timeout is per socket operation,
     # total deadlines come from KeyBank.run.
@@ -47,13 +49,10 @@ async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
         # Not fatal: the server must start (and say so on /readyz) while Redis is away; the first
         # lease or the refresher's next round copies the keys to Redis.
         log.warning("provider keys not synced to Redis at startup", exc_info=True)
-    refresher = asyncio.create_task(run_refresher(bank), name="keybank-refresher")
-    flusher = asyncio.create_task(run_usage_flusher(bank), name="keybank-usage-flusher")
-    yield
-    for task in (refresher, flusher):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    # The flusher writes the quota used, counted in Redis by each success, to Postgres.
+    async with periodic.running("keybank-refresher", refresh_tick(bank), lambda: refresh_round(bank)), \
+            periodic.running("keybank-usage-flusher", bank.config.usage_flush_interval, bank.flush_usage):
+        yield
     try:
         # Postgres current at shutdown; if this fails the amounts wait in Redis for another worker.
         async with asyncio.timeout(5):

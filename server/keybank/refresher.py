@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -85,28 +84,11 @@ async def _refresh_provider(bank: KeyBank, provider: str, *, force: bool) -> lis
     return results
 
 
-async def run_refresher(bank: KeyBank) -> None:
-    """The background loop; never dies of one bad round."""
-    tick = max(1.0, min(MAX_TICK, bank.settings.keybank_refresh_interval))
-    while True:
-        # Jitter keeps the workers of one deployment from knocking on the lock together.
-        await asyncio.sleep(tick * random.uniform(0.8, 1.2))
-        try:
-            await bank.sync_all()
-            await refresh_once(bank)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("key refresh round failed")
+def refresh_tick(bank: KeyBank) -> float:
+    return max(1.0, min(MAX_TICK, bank.settings.keybank_refresh_interval))
 
 
-async def run_usage_flusher(bank: KeyBank) -> None:
-    """Writes the quota used, counted in Redis by each success, to Postgres every few seconds."""
-    while True:
-        await asyncio.sleep(bank.config.usage_flush_interval * random.uniform(0.8, 1.2))
-        try:
-            await bank.flush_usage()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("quota usage flush failed; the amounts stay in Redis for the next one")
+async def refresh_round(bank: KeyBank) -> None:
+    """One round of the background refresher (server.periodic runs it every `refresh_tick`)."""
+    await bank.sync_all()
+    await refresh_once(bank)

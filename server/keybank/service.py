@@ -21,7 +21,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, T
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from server.keybank import repo
 from server.keybank.crypto import KeyCipher, KeyDecryptError, Sealed
@@ -723,5 +722,3 @@ def _plus(used: int | None, unflushed: int) -> int | None:
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
-
-KEYBANK = web.AppKey("keybank", KeyBank)
