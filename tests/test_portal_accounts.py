@@ -16,6 +16,7 @@ from fakes.stripe_fake import checkout_and_pay, fake_stripe  # noqa: F401 (fixtu
 from helpers import DEFAULT_PASSWORD, sign_in, sign_up, unique_email
 from portal import passwords
 from server.auth.service import CurrentUser
+from server.appkeys import REDIS
 from server.billing import BILLING
 from server.credits import service as credits
 from server.generation import GENERATION
@@ -31,16 +32,28 @@ HOLD_ID = uuid.uuid4()
 # --- sign in, sign up ----------------------------------------------------------------------------
 
 
-async def test_sign_up_rejects_a_short_password_and_a_taken_email_with_field_messages(visitor, browser_factory):
+async def test_sign_up_rejects_a_short_password_with_a_field_message(visitor):
     resp = await visitor.post("/signup", {"email": "short@example.com", "password": "short", "password_confirm": "short"})
     text = await resp.text()
     assert resp.status == 422 and "Use at least 10 characters" in text
     assert 'value="short@example.com"' in text, "the email is kept, the password is not"
 
+
+async def test_signing_up_with_a_taken_email_looks_exactly_like_a_new_sign_up(visitor, browser_factory, db):
+    """An outsider cannot learn who is a customer from the form: both answers are the same
+    redirect and the same page; only the address's owner learns which it was, by mail."""
     taken = await visitor.sign_up()
-    other = await browser_factory()
-    resp = await other.post("/signup", {"email": taken.email, "password": DEFAULT_PASSWORD, "password_confirm": DEFAULT_PASSWORD})
-    assert resp.status == 422 and "already exists" in await resp.text()
+    answers = []
+    for email in (taken.email, unique_email("fresh")):
+        browser = await browser_factory()
+        resp = await browser.post("/signup", {"email": email, "password": DEFAULT_PASSWORD, "password_confirm": DEFAULT_PASSWORD})
+        page = await browser.page(resp.headers["Location"])
+        answers.append((resp.status, resp.headers["Location"], re.sub(r'name="csrf_token" value="[^"]+"', "CSRF",
+                                                                      page.replace(email, "EMAIL"))))
+    assert answers[0] == answers[1]
+    assert answers[0][:2] == (303, "/signup/check-inbox") and "Check your inbox" in answers[0][2]
+    (mail,) = [m for m in await outbox_to(db, taken.email) if m["subject"] != "Confirm your email for SFX Studio"]
+    assert mail["subject"] == "You already have an SFX Studio account"
 
 
 async def test_sign_in_goes_to_the_requested_local_page_but_never_to_another_site(customer, browser_factory):
@@ -121,7 +134,10 @@ async def test_sign_in_and_reset_forms_need_the_token_too(visitor, customer):
 
 
 async def outbox_to(db, email: str) -> list:
-    return await db.fetch("SELECT subject, body FROM mail_outbox WHERE to_address = $1 ORDER BY id", email)
+    """Mail to `email` after its sign-up (the confirmation link every test account got is left out)."""
+    return await db.fetch(
+        """SELECT subject, body FROM mail_outbox WHERE to_address = $1 AND subject <> 'Confirm your email for SFX Studio'
+            ORDER BY id""", email)
 
 
 async def mail_after(portal, db, email: str) -> list:
@@ -212,19 +228,45 @@ async def test_changing_the_email_needs_the_password_and_tells_the_old_address(c
     assert await db.fetchval("SELECT email::text FROM users WHERE id = $1", user.id) == new
     (notice,) = await outbox_to(db, user.email)
     assert new in notice["body"]
+    assert await db.fetchval("SELECT email_verified_at FROM users WHERE id = $1", user.id) is None, \
+        "the new address is not proven yet"
+    assert "Resend verification" in await portal.page("/dashboard")
+    await portal.get(await portal.mailed_link(new, "/verify-email"))
+    assert await db.fetchval("SELECT email_verified_at FROM users WHERE id = $1", user.id) is not None
+    assert "Resend verification" not in await portal.page("/dashboard")
 
 
-async def test_changing_the_password_keeps_this_browser_and_signs_out_the_rest(customer, browser_factory, client):
+async def test_changing_the_password_keeps_this_browser_under_a_fresh_session_and_signs_out_the_rest(
+        customer, browser_factory, client, settings):
     portal, user = customer
     other = await browser_factory()
     await other.sign_in(user.email, user.password)
     panel = await sign_in(client, user.email)
+    redis = client.server.app[REDIS]
+    sessions_key = settings.rkey("portal", "user-sessions", user.id)
+    before = await redis.smembers(sessions_key)
+    cookie_before = portal.client.cookie_jar.filter_cookies(portal.client._base_url)["sfx_portal"].value
     resp = await portal.post("/account/password", {"current_password": user.password, "password": NEW_PASSWORD,
                                                    "password_confirm": NEW_PASSWORD})
     assert resp.status == 303
     assert (await portal.get("/account")).status == 200
     assert (await other.get("/account")).status == 303
     assert (await client.get("/v1/me", headers=panel.headers)).status == 401
+    after = await redis.smembers(sessions_key)
+    assert len(before) == 2 and len(after) == 1 and not after & before, \
+        "a session id known before the change (a stolen cookie) is worth nothing after it"
+    assert portal.client.cookie_jar.filter_cookies(portal.client._base_url)["sfx_portal"].value != cookie_before
+
+
+async def test_signing_in_starts_a_fresh_session_id(customer, browser_factory, client, settings):
+    _, user = customer
+    browser = await browser_factory()
+    await browser.page("/signin")
+    redis = client.server.app[REDIS]
+    sessions_key = settings.rkey("portal", "user-sessions", user.id)
+    before = await redis.smembers(sessions_key)
+    assert (await browser.sign_in(user.email, user.password)).status == 303
+    assert len(await redis.smembers(sessions_key) - before) == 1
 
 
 # --- export --------------------------------------------------------------------------------------
@@ -364,7 +406,7 @@ async def test_reset_requests_from_one_address_are_capped_whatever_the_email(vis
         resp = await visitor.post("/forgot-password", {"email": account.email})
         assert resp.status == 200 and "Check your inbox" in await resp.text()
     await visitor.settled()
-    assert await db.fetchval("SELECT count(*) FROM mail_outbox") == RESETS_PER_IP_PER_HOUR
+    assert await db.fetchval("SELECT count(*) FROM mail_outbox WHERE subject LIKE 'Reset%'") == RESETS_PER_IP_PER_HOUR
 
 
 async def test_passwords_reset_tokens_and_session_cookies_never_reach_the_logs_or_pages(db, visitor, browser_factory, caplog):

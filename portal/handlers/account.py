@@ -10,10 +10,11 @@ from aiohttp import web
 
 from portal import accounts, charts, domains, repo
 from portal.forms import field_errors, form_data, parse_uuid
-from portal.sessions import PortalUser, end_all_sessions, end_session, flash
+from portal.sessions import PortalUser, end_all_sessions, end_session, flash, start_session
 from portal.web import redirect, render, require_user
 from server.appkeys import DB, SETTINGS
 from server.auth import service as auth
+from server.auth import verification
 from server.mail import MAIL
 from server.web.errors import ApiError
 
@@ -42,7 +43,7 @@ def chart_days(period_start: datetime | None, period_end: datetime | None, today
 
 
 async def usage_chart(pool, user_id, start: date, end: date) -> charts.Chart:
-    per_day = await repo.usage_per_day(pool, user_id, start, end) if await repo.table_exists(pool, "generations") else {}
+    per_day = await repo.usage_per_day(pool, user_id, start, end)
     days = charts.day_range(start, end)
     return charts.bar_chart(
         "usage", "Credits used per day", [charts.day_label(d) for d in days],
@@ -58,9 +59,7 @@ async def dashboard(request: web.Request) -> web.Response:
     start, end = chart_days(summary.period_start, summary.period_end, datetime.now(timezone.utc).date())
     billing = domains.billing(request.app)
     subscription = await billing.subscription(user.id) if billing is not None else None
-    generations = []
-    if await repo.table_exists(pool, "generations"):
-        generations = await repo.recent_generations(pool, user.id, RECENT_GENERATIONS)
+    generations = await repo.recent_generations(pool, user.id, RECENT_GENERATIONS)
     return await render(
         request,
         "dashboard.html",
@@ -80,8 +79,6 @@ async def audio(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     pool = request.app[DB]
     generation_id = parse_uuid(request.match_info["generation_id"])
-    if not await repo.table_exists(pool, "generations"):
-        raise web.HTTPNotFound()
     row = await repo.generation_for_user(pool, generation_id, user.id)
     storage = domains.audio_storage(request.app)
     if row is None or not row["storage_key"] or storage is None or not await storage.exists(row["storage_key"]):
@@ -135,12 +132,14 @@ async def change_email(request: web.Request) -> web.Response:
     user = await require_user(request)
     form = await form_data(request)
     try:
-        old, new = await accounts.change_email(request.app[DB], request.app[SETTINGS], user.id, form.get("email", ""), form.get("current_password", ""))
-    except accounts.WrongPassword:
+        old, new = await auth.change_email(request.app[DB], request.app[SETTINGS], user.id, form.get("email", ""), form.get("current_password", ""))
+    except auth.WrongPassword:
         return await account_page(request, user, errors={"email_current_password": "The password is incorrect"}, section="email", status=422)
     except ApiError as err:
         errors = {f"email_{k}" if k != "_form" else "email_email": v for k, v in field_errors(err).items()}
         return await account_page(request, user, errors=errors, section="email", status=422)
+    # The new address must be proven like the first one; generation waits until it is.
+    await verification.send_link(request.app[DB], request.app[SETTINGS], request.app[MAIL], user.id, force=True)
     billing = domains.billing(request.app)
     if billing is not None:
         try:
@@ -157,7 +156,7 @@ async def change_email(request: web.Request) -> web.Response:
         )
     except Exception:
         log.exception("could not tell the old address about an email change")
-    await flash(request, f"Your email is now {new}.")
+    await flash(request, f"Your email is now {new}. Follow the link we sent there to confirm it.")
     raise redirect("/account")
 
 
@@ -168,12 +167,15 @@ async def change_password(request: web.Request) -> web.Response:
     if form.get("password", "") != form.get("password_confirm", ""):
         return await account_page(request, user, errors={"pw_password_confirm": "The two passwords do not match"}, section="password", status=422)
     try:
-        await accounts.change_password(request.app[DB], request.app[SETTINGS], user.id, form.get("current_password", ""), form.get("password", ""))
-    except accounts.WrongPassword:
+        await auth.change_password(request.app[DB], request.app[SETTINGS], user.id, form.get("current_password", ""), form.get("password", ""))
+    except auth.WrongPassword:
         return await account_page(request, user, errors={"pw_current_password": "The password is incorrect"}, section="password", status=422)
     except ApiError as err:
         return await account_page(request, user, errors={f"pw_{k}": v for k, v in field_errors(err).items()}, section="password", status=422)
-    await end_all_sessions(request.app, user.id, keep=user.session_id)
+    # Every session ends, this one too: whoever knew the old session id (a stolen cookie) is out,
+    # and this browser carries on under a fresh id and cookie.
+    await end_all_sessions(request.app, user.id)
+    await start_session(request, user.id)
     await flash(request, "Password changed. Other browsers and every panel device were signed out.")
     raise redirect("/account")
 
@@ -198,11 +200,11 @@ async def delete(request: web.Request) -> web.Response:
         return await account_page(request, user, errors={"del_confirm": "Type DELETE to confirm"}, section="delete", status=422)
     pool = request.app[DB]
     try:
-        await accounts.check_password(pool, request.app[SETTINGS], user.id, form.get("current_password", ""))
-    except accounts.WrongPassword:
+        await auth.check_password(pool, request.app[SETTINGS], user.id, form.get("current_password", ""))
+    except auth.WrongPassword:
         return await account_page(request, user, errors={"del_current_password": "The password is incorrect"}, section="delete", status=422)
     try:
-        await accounts.delete_account(pool, domains.billing(request.app), domains.audio_storage(request.app), user.id)
+        await accounts.delete_account(pool, domains.billing(request.app), domains.generation(request.app), user.id)
     except ApiError as err:
         log.warning("account deletion stopped", extra={"user_id": str(user.id), "code": err.code})
         return await account_page(
