@@ -18,6 +18,8 @@ PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 12, 14, 28
 # The drawing is scaled to the box it sits in; a narrower canvas for half-width charts keeps
 # their labels readable.
 SIZES = {"wide": (720, 240), "compact": (480, 230)}
+# A bar as wide as the plot (one day of data) reads as a filled box, not a day: bars stay day-sized.
+MAX_BAR_WIDTH = 36.0
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def _svg(chart_id: str, title: str, unit: str, labels: list[str], series: list[S
             parts.append(f'<text class="chart-tick" x="{cx:.1f}" y="{HEIGHT - 10}" text-anchor="middle">{escape(label)}</text>')
 
     if bars:
-        bar_w = max(2.0, slot * 0.7)
+        bar_w = min(MAX_BAR_WIDTH, max(2.0, slot * 0.7))
         for s in series:
             for i, v in enumerate(s.values):
                 x = PAD_LEFT + slot * i + (slot - bar_w) / 2

@@ -13,7 +13,7 @@ import asyncpg
 from aiohttp import web
 
 from portal import repo
-from server.billing.service import BILLING, BillingService
+from server.billing import BILLING, BillingService
 from server.credits import service as credits
 from server.credits.models import CreditSummary, LedgerEntry, Plan
 from server.credits.pricing import PricingRule
@@ -40,6 +40,10 @@ async def plan_for(db: Db, user_id: uuid.UUID) -> Plan:
 
 async def credit_summary(db: Db, user_id: uuid.UUID) -> CreditSummary:
     return await credits.summary(db, user_id)
+
+
+async def credit_summaries(db: Db, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, CreditSummary]:
+    return await credits.summaries(db, user_ids)
 
 
 async def ledger(db: Db, user_id: uuid.UUID, limit: int = 50) -> list[LedgerEntry]:
@@ -105,6 +109,13 @@ def keybank(app: web.Application) -> Any:
     from server.keybank import KEYBANK
 
     return app.get(KEYBANK)
+
+
+def generation(app: web.Application) -> Any:
+    """The GenerationService (deletes audio no one else uses), or None without it."""
+    from server.generation import GENERATION
+
+    return app.get(GENERATION)
 
 
 def audio_storage(app: web.Application) -> Any:

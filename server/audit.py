@@ -97,3 +97,36 @@ async def entries(
 async def object_types(conn_or_pool: Executor) -> list[str]:
     rows = await conn_or_pool.fetch("SELECT DISTINCT object_type FROM audit_log ORDER BY object_type")
     return [r["object_type"] for r in rows]
+
+
+# Readable names of the objects entries refer to: (table, id column, id type, name expression).
+NAMED_OBJECTS = {
+    "user": ("users", "id", "uuid", "email::text"),
+    "provider_key": ("provider_keys", "id", "bigint", "label"),
+    "release": ("releases", "id", "text", "version::text"),
+    "mail": ("mail_outbox", "id", "bigint", "subject"),
+}
+# What an entry's own details call its object, for objects deleted since (a removed key, a release).
+NAME_DETAILS = ("label", "version", "email", "subject")
+
+
+async def object_names(conn_or_pool: Executor, entries: list[AuditEntry]) -> dict[tuple[str, str], str]:
+    """(object_type, object_id) -> a human name (email, key label, release version, mail subject)."""
+    names: dict[tuple[str, str], str] = {}
+    for e in entries:
+        if e.object_id is not None:
+            fallback = next((str(e.details[k]) for k in NAME_DETAILS if e.details.get(k)), None)
+            if fallback:
+                names[(e.object_type, e.object_id)] = fallback
+    for object_type, (table, column, id_type, name) in NAMED_OBJECTS.items():
+        ids = sorted({e.object_id for e in entries if e.object_type == object_type and e.object_id})
+        if not ids:
+            continue
+        try:
+            rows = await conn_or_pool.fetch(
+                f"SELECT {column}::text AS id, {name} AS name FROM {table} WHERE {column}::text = ANY($1::text[])", ids
+            )
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            continue  # a domain not installed here (releases): the details' names stand
+        names.update({(object_type, r["id"]): r["name"] for r in rows if r["name"]})
+    return names

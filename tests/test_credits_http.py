@@ -21,7 +21,8 @@ async def test_me_shows_a_new_user_on_free_with_this_months_credits(client, db):
     body = await resp.json()
     assert body["user"]["id"] == str(user.user_id)
     assert body["user"]["email"] == user.email
-    assert set(body["user"]) == {"id", "email", "role", "status", "created_at"}
+    assert set(body["user"]) == {"id", "email", "role", "status", "created_at", "email_verified"}
+    assert body["user"]["email_verified"] is True, "sign_up follows the confirmation link"
     assert body["plan"]["code"] == "free" and body["plan"]["renews"] == "calendar_month"
     credits = body["credits"]
     assert (credits["allowance"], credits["used"], credits["reserved"], credits["remaining"]) == (20, 0, 0, 20)

@@ -47,8 +47,9 @@ async def test_generation_waits_for_a_verified_email_and_charges_nothing_meanwhi
     assert (await credits.summary(db, user.user_id)).remaining == 100, "nothing was held or charged"
     assert await db.fetchval("SELECT count(*) FROM generations") == 0
 
-    # Reading history and the account still works: only work that costs waits.
-    assert (await api.get("/v1/me", headers=user.headers)).status == 200
+    # Reading the account still works, and tells the panel what is missing: only work that costs waits.
+    me = await api.get("/v1/me", headers=user.headers)
+    assert me.status == 200 and (await me.json())["user"]["email_verified"] is False
 
     await verification.mark_verified(db, user.user_id)
     resp, data = await post(api, "/v1/sfx", user, {"prompt": "door slam", "duration_seconds": 1})

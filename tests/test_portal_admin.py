@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 
 import pytest
 
 from helpers import sign_in
+from server.audit import audit
 from server.credits import service as credits
 from server.keybank import KEYBANK
 from server.simulator import SimulatorState, create_simulator_app
@@ -170,3 +172,35 @@ async def test_outbox_viewer_shows_dev_mail_and_records_who_read_it(admin, visit
     (row,) = await audit_rows(db, "mail.viewed")
     assert row["actor_id"] == me.id and row["object_id"] == str(message_id)
     assert (await portal.get("/admin/outbox/999999")).status == 404
+
+
+async def test_users_list_shows_each_users_plan_and_balance(admin, customer, db):
+    portal, me = admin
+    _, user = customer
+    await credits.set_plan(db, user.id, "basic")
+    await credits.adjust(db, user.id, 40, "goodwill", "admin:test")
+    text = await portal.page(f"/admin/users?q={user.email}")
+    row = text.split(f">{user.email}</a>")[1].split("</tr>")[0]
+    assert 'data-label="Plan">Basic<' in row
+    balance = re.sub(r"<[^>]+>", "", row.split('data-label="Balance">')[1].split("</td>")[0]).strip()
+    assert balance == "40 (40 top-up)", "a basic plan opens no period until paid; the adjustment is spendable"
+    mine = (await portal.page(f"/admin/users?q={me.email}")).split(f">{me.email}</a>")[1].split("</tr>")[0]
+    assert 'data-label="Plan">Free<' in mine and ">20<" in mine
+
+
+async def test_the_audit_log_names_users_keys_and_releases_instead_of_bare_ids(client, admin, customer, db, simulator):
+    portal, me = admin
+    _, user = customer
+    state, _ = simulator
+    secret = "sk_" + secrets.token_hex(24)
+    state.add_key(secret, character_limit=50_000, max_concurrency=3)
+    await portal.post(f"/admin/users/{user.id}/credits", {"amount": "5", "reason": "goodwill"})
+    await portal.post("/admin/keys", {"provider": "elevenlabs", "label": "Primary pool", "secret": secret, "max_concurrency": "3"})
+    key_id = await db.fetchval("SELECT id FROM provider_keys")
+    await portal.post(f"/admin/keys/{key_id}/remove")  # a removed key is still named, from its entry
+    await audit(db, me.id, "release.published", "release", "7f3c2a10-0000-4000-8000-000000000001", {"version": "1.4.0"})
+
+    text = await portal.page("/admin/audit")
+    objects = [re.sub(r"<[^>]+>", "", o).strip() for o in re.findall(r'data-testid="audit-object">(.*?)</td>', text, re.S)]
+    assert objects == ["release: 1.4.0", "provider key: Primary pool", "provider key: Primary pool", f"user: {user.email}"]
+    assert str(user.id)[:8] + "…" not in text

@@ -18,11 +18,12 @@ from server.mail import MAIL
 from test_portal_support import admin, browser_factory, customer, visitor  # noqa: F401 (fixtures)
 
 # One concrete address for every GET page the portal registers; `{user}` is filled in per test.
-PUBLIC = ["/pricing", "/downloads", "/signin", "/signup", "/forgot-password", "/reset-password?token=unknown"]
+PUBLIC = ["/pricing", "/downloads", "/signin", "/signup", "/forgot-password", "/reset-password?token=unknown",
+          "/signup/check-inbox", "/verify-email?token=unknown"]
 CUSTOMER = ["/dashboard", "/billing", "/devices", "/account"]
 ADMIN = ["/admin", "/admin/users", "/admin/users/{user}", "/admin/usage", "/admin/usage?days=7", "/admin/keys",
          "/admin/audit", "/admin/outbox", "/admin/outbox/{mail}"]
-OTHER = ["/", "/audio/{generation}", "/static/portal.css"]
+OTHER = ["/", "/audio/{generation}", "/static/portal.css", "/billing/checkout?plan=free"]
 
 
 def concrete(path: str, ids: dict[str, object]) -> str:
@@ -99,6 +100,8 @@ async def test_every_page_for_visitors_users_and_admins(client, db, visitor, cus
                 expected = {303} if who == "visitor" else {404}  # no file behind the seeded row
             elif path == "/reset-password?token=unknown":
                 expected = {400}
+            elif path == "/verify-email?token=unknown":
+                expected = {400} if who == "visitor" else {303}  # signed-in test users are verified already
             elif path in ("/signin", "/signup"):
                 expected = {200} if who == "visitor" else {303}
             else:

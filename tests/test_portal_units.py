@@ -34,6 +34,15 @@ def test_bar_chart_draws_one_bar_per_day_scaled_to_the_axis_and_summarises_itsel
     assert "style=" not in chart.svg, "the CSP forbids inline styles"
 
 
+def test_a_single_day_of_data_is_drawn_as_one_day_sized_bar_not_a_slab():
+    """A new account's first day: the chart must still read as 'a bar for today', not a filled box."""
+    chart = charts.bar_chart("c", "Credits used per day", ["29 Nov"], [3], unit="credits")
+    (width,) = [float(w) for w in re.findall(r'<rect class="chart-bar[^"]*"[^>]* width="([\d.]+)"', str(chart.svg))]
+    plot_width = charts.SIZES["wide"][0] - charts.PAD_LEFT - charts.PAD_RIGHT
+    assert width <= plot_width / 10
+    assert "total 3 credits" in str(chart.svg)
+
+
 def test_chart_text_is_escaped():
     chart = charts.bar_chart("c", "<b>x</b>", ['<script>"'], [1], unit="&")
     assert "<script>" not in chart.svg and "<b>" not in chart.svg

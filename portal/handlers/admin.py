@@ -52,7 +52,8 @@ async def users(request: web.Request) -> web.Response:
     rows = await repo.search_users(pool, query, status, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     return await render(
         request, "admin/users.html",
-        {"page_title": "Users", "users": rows, "q": query, "status": status, "page": page,
+        {"page_title": "Users", "users": rows, "q": query,
+         "credits": await domains.credit_summaries(pool, [r["id"] for r in rows if r["status"] != "deleted"]), "status": status, "page": page,
          "pages": max(1, -(-total // PAGE_SIZE)), "total": total},
     )
 
@@ -72,9 +73,7 @@ async def user_detail(request: web.Request) -> web.Response:
     target = await _target(request)
     billing = domains.billing(request.app)
     devices = await auth.list_devices(pool, auth.CurrentUser(target["id"], target["email"], target["role"], target["status"], None))
-    generations = []
-    if await repo.table_exists(pool, "generations"):
-        generations = await repo.admin_recent_generations(pool, target["id"], 15)
+    generations = await repo.admin_recent_generations(pool, target["id"], 15)
     return await render(
         request, "admin/user.html",
         {
@@ -170,40 +169,38 @@ async def usage(request: web.Request) -> web.Response:
     days = days if days in USAGE_PERIODS else 30
     end = datetime.now(timezone.utc).date()
     start = end - timedelta(days=days - 1)
-    context = {"page_title": "Usage", "days": days, "periods": USAGE_PERIODS, "available": False}
-    if await repo.table_exists(pool, "generations"):
-        per_day = {r["day"]: r for r in await repo.generations_per_day(pool, start, end)}
-        dates = charts.day_range(start, end)
-        labels = [charts.day_label(d) for d in dates]
+    per_day = {r["day"]: r for r in await repo.generations_per_day(pool, start, end)}
+    dates = charts.day_range(start, end)
+    labels = [charts.day_label(d) for d in dates]
 
-        def col(name: str) -> list[float]:
-            return [float(per_day[d][name] or 0) if d in per_day else 0.0 for d in dates]
+    def col(name: str) -> list[float]:
+        return [float(per_day[d][name] or 0) if d in per_day else 0.0 for d in dates]
 
-        def measured(name: str) -> list[float | None]:
-            # A day without successful generations has no latency, not a latency of zero.
-            return [float(per_day[d][name]) if d in per_day and per_day[d][name] is not None else None for d in dates]
+    def measured(name: str) -> list[float | None]:
+        # A day without successful generations has no latency, not a latency of zero.
+        return [float(per_day[d][name]) if d in per_day and per_day[d][name] is not None else None for d in dates]
 
-        totals = await repo.usage_totals(pool, start, end)
-        context.update(
-            available=True,
-            totals=totals,
-            failure_rate=(totals["failed"] / totals["total"]) if totals["total"] else 0.0,
-            generations_chart=charts.line_chart(
-                "generations", "Generations per day", labels,
-                [charts.Series("All", col("total"), "series-1"), charts.Series("Failed", col("failed"), "series-2")],
-                unit="generations", size="compact",
-            ),
-            credits_chart=charts.bar_chart("credits", "Credits charged per day", labels, col("credits"), unit="credits", size="compact"),
-            cost_chart=charts.bar_chart("cost", "Upstream cost per day", labels, col("upstream_cost"), unit="characters", css="series-2", size="compact"),
-            latency_chart=charts.line_chart(
-                "latency", "Generation latency per day", labels,
-                [charts.Series("p50", measured("p50"), "series-1", summable=False),
-                 charts.Series("p95", measured("p95"), "series-2", summable=False)],
-                unit="ms", size="compact",
-            ),
-            failures=await repo.failures_by_reason(pool, start, end),
-            top_users=await repo.top_users(pool, start, end, 10),
-        )
+    totals = await repo.usage_totals(pool, start, end)
+    context = dict(
+        page_title="Usage", days=days, periods=USAGE_PERIODS,
+        totals=totals,
+        failure_rate=(totals["failed"] / totals["total"]) if totals["total"] else 0.0,
+        generations_chart=charts.line_chart(
+            "generations", "Generations per day", labels,
+            [charts.Series("All", col("total"), "series-1"), charts.Series("Failed", col("failed"), "series-2")],
+            unit="generations", size="compact",
+        ),
+        credits_chart=charts.bar_chart("credits", "Credits charged per day", labels, col("credits"), unit="credits", size="compact"),
+        cost_chart=charts.bar_chart("cost", "Upstream cost per day", labels, col("upstream_cost"), unit="characters", css="series-2", size="compact"),
+        latency_chart=charts.line_chart(
+            "latency", "Generation latency per day", labels,
+            [charts.Series("p50", measured("p50"), "series-1", summable=False),
+             charts.Series("p95", measured("p95"), "series-2", summable=False)],
+            unit="ms", size="compact",
+        ),
+        failures=await repo.failures_by_reason(pool, start, end),
+        top_users=await repo.top_users(pool, start, end, 10),
+    )
     return await render(request, "admin/usage.html", context)
 
 
@@ -288,7 +285,7 @@ async def audit_page(request: web.Request) -> web.Response:
     entries = entries[:PAGE_SIZE]
     return await render(
         request, "admin/audit.html",
-        {"page_title": "Audit log", "entries": entries, "filters": filters, "object_types": await audit_log.object_types(pool),
+        {"page_title": "Audit log", "entries": entries, "filters": filters, "names": await audit_log.object_names(pool, entries), "object_types": await audit_log.object_types(pool),
          "next_before": entries[-1].id if more and entries else None},
     )
 

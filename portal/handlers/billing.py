@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -27,13 +30,36 @@ def has_live_subscription(subscription) -> bool:
     return subscription is not None and subscription.status in LIVE_STATUSES
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """One line of the billing history: a Stripe invoice (subscriptions) or a credit pack purchase."""
+    created: datetime
+    description: str
+    number: str | None
+    amount_cents: int
+    currency: str
+    status: str
+    hosted_invoice_url: str | None = None
+    invoice_pdf: str | None = None
+
+
+async def receipts(billing, user_id) -> list[Receipt]:
+    lines = [
+        Receipt(i.created, "Subscription", i.number, i.amount_cents, i.currency, i.status, i.hosted_invoice_url, i.invoice_pdf)
+        for i in await billing.invoices(user_id)
+    ]
+    for t in await billing.top_ups(user_id):
+        status = "paid" if not t.refunded_cents else "refunded" if t.refunded_cents >= t.amount_cents else "partially refunded"
+        lines.append(Receipt(t.created, f"Credit pack: {t.credits:,} credits", None, t.amount_cents, t.currency, status))
+    return sorted(lines, key=lambda r: r.created, reverse=True)
+
+
 @routes.get("/billing", name="portal.billing")
 async def billing_page(request: web.Request) -> web.Response:
     user = await require_user(request)
     pool = request.app[DB]
     billing = domains.billing(request.app)
     subscription = await billing.subscription(user.id) if billing else None
-    invoices = await billing.invoices(user.id) if billing else []
     packs = domains.top_up_packs(request.app)
     return await render(
         request,
@@ -44,8 +70,9 @@ async def billing_page(request: web.Request) -> web.Response:
             "plans": await domains.plans(pool),
             "subscription": subscription,
             "subscribed": has_live_subscription(subscription),
-            "invoices": invoices,
+            "invoices": await receipts(billing, user.id) if billing else [],
             "packs": packs,
+            "pack_prices": await billing.pack_prices() if billing and packs else {},
             "billing_available": billing is not None,
             "highlight": request.query.get("plan", ""),
             "checkout": request.query.get("checkout", ""),
@@ -81,6 +108,20 @@ async def subscribe(request: web.Request) -> web.Response:
     form = await form_data(request)
     billing = await _billing_or_unavailable(request)
     return await _go_to_stripe(request, lambda: billing.checkout_subscription(as_current_user(user), form.get("plan", "")))
+
+
+@routes.get("/billing/checkout", name="portal.billing-checkout")
+async def checkout_chosen_plan(request: web.Request) -> web.Response:
+    """Where a plan chosen on /pricing lands after sign-up: straight on Stripe's Checkout for it.
+    A GET, so the choice survives the confirmation mail and sign-in; it only opens a payment page
+    the customer still confirms there. Anything else (free, unknown, already subscribed) shows /billing."""
+    user = await require_user(request)
+    plan = request.query.get("plan", "")
+    billing = domains.billing(request.app)
+    paid = {p.code for p in await domains.plans(request.app[DB]) if p.price_cents}
+    if billing is None or plan not in paid or has_live_subscription(await billing.subscription(user.id)):
+        raise redirect("/billing?" + urlencode({"plan": plan}) if plan.isidentifier() else "/billing")
+    return await _go_to_stripe(request, lambda: billing.checkout_subscription(as_current_user(user), plan))
 
 
 @routes.post("/billing/manage", name="portal.billing-manage")

@@ -209,6 +209,14 @@ async def insert_top_up(conn: asyncpg.Connection, row: dict[str, Any]) -> bool:
     return bool(inserted)
 
 
+async def top_ups_for_user(conn: Conn, user_id: uuid.UUID, limit: int = 100) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT created_at, pack_code, credits, amount_cents, currency, refunded_cents FROM billing_top_ups
+            WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2""",
+        user_id, limit,
+    )
+
+
 async def top_up_for_payment_intent(conn: asyncpg.Connection, payment_intent_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM billing_top_ups WHERE payment_intent_id = $1 FOR UPDATE", payment_intent_id

@@ -10,21 +10,22 @@ or top-up happens once however often its event is delivered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from server.billing import repo
 from server.billing.stripe_client import StripeGateway
 from server.credits import service as credits
 from server.settings import Settings
-from server.web.errors import Conflict, ValidationFailed
+from server.web.errors import ApiError, Conflict, ValidationFailed
 
 log = logging.getLogger("server.billing")
 
@@ -35,6 +36,9 @@ GRANTING_REASONS = ("subscription_create", "subscription_cycle", "subscription_u
 # A subscription in these states is over at Stripe; "unpaid" is still open (it owes money)
 # but, like these, entitles to no plan.
 CLOSED_STATUSES = ("canceled", "incomplete_expired")
+# Pack prices change rarely; the billing page must not wait on Stripe for each view, nor long when it is away.
+PACK_PRICE_TTL = 600.0
+PACK_PRICE_TIMEOUT = 3.0
 
 
 # --- values the portal reads ---------------------------------------------------------
@@ -66,6 +70,23 @@ class Pack:
     code: str
     price_id: str
     credits: int
+
+
+@dataclass(frozen=True)
+class PackPrice:
+    amount_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class TopUp:
+    """A credit pack bought through Checkout: a receipt line beside the invoices."""
+    created: datetime
+    pack_code: str
+    credits: int
+    amount_cents: int
+    currency: str
+    refunded_cents: int
 
 
 class Catalog:
@@ -455,6 +476,7 @@ class BillingService:
         self.settings = settings
         self.catalog = Catalog(settings.price_ids)
         self.state = BillingState(gateway, self.catalog)
+        self._pack_prices: tuple[float, dict[str, PackPrice]] | None = None
 
     def _url(self, path: str) -> str:
         return self.settings.public_url.rstrip("/") + path
@@ -554,6 +576,29 @@ class BillingService:
                         currency=r["currency"], status=r["status"], hosted_invoice_url=r["hosted_invoice_url"],
                         invoice_pdf=r["invoice_pdf"], id=r["stripe_invoice_id"]) for r in rows]
 
+    async def top_ups(self, user_id: uuid.UUID) -> list[TopUp]:
+        rows = await repo.top_ups_for_user(self.pool, user_id)
+        return [TopUp(created=r["created_at"], pack_code=r["pack_code"], credits=r["credits"], amount_cents=r["amount_cents"],
+                      currency=r["currency"], refunded_cents=r["refunded_cents"]) for r in rows]
+
+    async def pack_prices(self) -> dict[str, PackPrice]:
+        """Each pack's price as Stripe will charge it (read from Stripe, kept PACK_PRICE_TTL seconds);
+        packs whose price cannot be read now are left out, and the page says the price is shown at checkout."""
+        now = time.monotonic()
+        if self._pack_prices is not None and now - self._pack_prices[0] < PACK_PRICE_TTL:
+            return self._pack_prices[1]
+        prices: dict[str, PackPrice] = {}
+        try:
+            async with asyncio.timeout(PACK_PRICE_TIMEOUT):
+                for pack in self.catalog.packs.values():
+                    price = await self.gateway.retrieve_price(pack.price_id)
+                    if price.get("unit_amount") is not None:
+                        prices[pack.code] = PackPrice(int(price["unit_amount"]), price.get("currency") or "usd")
+        except (ApiError, TimeoutError):
+            log.warning("credit pack prices could not be read from Stripe", exc_info=True)
+        self._pack_prices = (now, prices)
+        return prices
+
     async def subscription(self, user_id: uuid.UUID) -> Subscription | None:
         """The user's current subscription (a live one first), or None if they never subscribed."""
         row = await repo.latest_subscription(self.pool, user_id)
@@ -614,5 +659,3 @@ class BillingService:
                 await tx.commit()
         return changes.lines
 
-
-BILLING = web.AppKey("billing", BillingService)

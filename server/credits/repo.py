@@ -176,6 +176,10 @@ async def account(conn: Conn, user_id: uuid.UUID):
     return await conn.fetchrow(_ACCOUNT_WITH_PLAN, user_id)
 
 
+async def accounts(conn: Conn, user_ids: list[uuid.UUID]):
+    return await conn.fetch(_ACCOUNT_WITH_PLAN.replace("a.user_id = $1", "a.user_id = ANY($1::uuid[])"), user_ids)
+
+
 async def lock_account(conn: Conn, user_id: uuid.UUID):
     return await conn.fetchrow(_ACCOUNT_WITH_PLAN + " FOR UPDATE OF a", user_id)
 

@@ -264,6 +264,18 @@ async def summary(db: Db, user_id: uuid.UUID) -> CreditSummary:
     return _summary(row)
 
 
+async def summaries(db: Db, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, CreditSummary]:
+    """`summary` of many accounts in one read (admin lists); only accounts missing or with a month
+    due are opened one by one."""
+    async with repo.acquire(db) as conn:
+        rows = {r["user_id"]: r for r in await repo.accounts(conn, list(user_ids))}
+    result = {uid: _summary(row) for uid, row in rows.items() if not _period_due(row)}
+    for uid in user_ids:
+        if uid not in result:
+            result[uid] = await summary(db, uid)
+    return result
+
+
 async def plan_for(db: Db, user_id: uuid.UUID) -> Plan:
     async with repo.acquire(db) as conn:
         row = await repo.plan_of(conn, user_id)
