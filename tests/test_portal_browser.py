@@ -23,6 +23,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from fakes.stripe_fake import FakeStripe, fake_stripe  # noqa: F401 (fixture)
 from helpers import DEFAULT_PASSWORD, make_admin, unique_email
 from server.app import create_app
+from server.appkeys import DB
 from server.auth.service import create_user
 from server.credits import service as credits
 from server.generation import GENERATION
@@ -93,15 +94,24 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-async def sign_up_in_browser(page: Page, email: str | None = None) -> str:
+async def sign_up_in_browser(page: Page, live: Live, email: str | None = None) -> str:
+    """Signs up and opens the mailed confirmation link in the same browser, which signs it in."""
     email = email or unique_email("browser")
     await page.goto("/signup")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password", exact=True).fill(DEFAULT_PASSWORD)
     await page.get_by_label("Repeat the password").fill(DEFAULT_PASSWORD)
     await page.get_by_role("button", name="Create account").click()
+    await page.wait_for_url("**/signup/check-inbox")
+    await page.goto(await mailed_link(live, email))
     await page.wait_for_url("**/dashboard")
     return email
+
+
+async def mailed_link(live: Live, email: str) -> str:
+    """The confirmation link in the dev outbox (what the editor would click in their mail)."""
+    body = await live.app[DB].fetchval("SELECT body FROM mail_outbox WHERE to_address = $1 ORDER BY id DESC LIMIT 1", email)
+    return re.search(r"http\S+/verify-email\?\S+", body).group(0)
 
 
 async def user_id_of(db, email: str) -> uuid.UUID:
@@ -116,8 +126,8 @@ async def test_a_visitor_signs_up_and_the_dashboard_shows_credits_and_the_usage_
     await page.wait_for_url("**/signup")
     await shot(page, "signup")
 
-    email = await sign_up_in_browser(page)
-    await expect(page.get_by_text("Welcome to SFX Studio!")).to_be_visible()
+    email = await sign_up_in_browser(page, live)
+    await expect(page.get_by_text("Your email is confirmed. Welcome to SFX Studio!")).to_be_visible()
     await expect(page.get_by_test_id("plan-name")).to_have_text("Free")
     await expect(page.get_by_test_id("credits-remaining")).to_contain_text("20")
     await expect(page.locator("svg.chart")).to_be_visible()
@@ -179,7 +189,7 @@ async def test_a_customer_signs_in_with_the_right_password_only_and_signs_out(pa
 
 
 async def test_upgrading_through_checkout_shows_the_new_plan_and_the_invoice(page: Page, live: Live, db):
-    await sign_up_in_browser(page)
+    await sign_up_in_browser(page, live)
     await page.goto("/billing")
     await shot(page, "billing-free")
     await page.get_by_role("button", name="Upgrade to Pro").click()
@@ -208,7 +218,7 @@ async def test_upgrading_through_checkout_shows_the_new_plan_and_the_invoice(pag
 
 
 async def test_a_customer_gets_403_on_every_admin_page(page: Page, live: Live):
-    await sign_up_in_browser(page)
+    await sign_up_in_browser(page, live)
     await expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     for path in ADMIN_PAGES:
         response = await page.goto(path)
@@ -220,7 +230,7 @@ async def test_a_customer_gets_403_on_every_admin_page(page: Page, live: Live):
 async def test_an_admin_adjusts_credits_and_finds_it_in_the_audit_log(page: Page, live: Live, db, settings):
     target = unique_email("target")
     target_id = await create_user(db, settings, target, DEFAULT_PASSWORD)
-    admin_email = await sign_up_in_browser(page, unique_email("admin"))
+    admin_email = await sign_up_in_browser(page, live, unique_email("admin"))
     await make_admin(db, await user_id_of(db, admin_email))
 
     await page.goto("/dashboard")
@@ -290,7 +300,7 @@ async def seed_usage(db, user_id: uuid.UUID) -> None:
 
 
 async def test_a_form_posted_without_its_csrf_token_is_rejected(page: Page, live: Live, db):
-    email = await sign_up_in_browser(page)
+    email = await sign_up_in_browser(page, live)
     await page.goto("/account")
     form = page.locator("form[action='/account/email']")
     await form.locator("input[name=csrf_token]").evaluate("input => input.remove()")
@@ -312,7 +322,7 @@ async def test_a_form_posted_without_its_csrf_token_is_rejected(page: Page, live
 
 
 async def test_devices_account_and_downloads_pages(page: Page, live: Live):
-    email = await sign_up_in_browser(page)
+    email = await sign_up_in_browser(page, live)
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{live.base}/v1/auth/login",
                              json={"email": email, "password": DEFAULT_PASSWORD, "device_name": "Edit Suite A"}) as resp:
