@@ -50,7 +50,7 @@ def test_every_domain_wires_itself_from_its_package_with_its_app_keys_there():
 def test_background_loops_are_written_once():
     loops = [path.relative_to(ROOT).as_posix() for path in sources("server") + sources("portal")
              if re.search(r"while True:\s*\n\s*(?:#.*\n\s*)*await asyncio\.sleep\(", path.read_text())]
-    assert loops == ["server/periodic.py"]
+    assert loops == ["server/periodic.py"], "repeat background work with server.periodic (running / periodic_ctx)"
 
 
 async def test_a_failing_round_is_logged_and_the_next_one_still_runs(caplog):
