@@ -501,8 +501,8 @@ async def require_verified_email(request: web.Request) -> CurrentUser:
     user = await authenticate(request)
     if not user.email_verified:
         raise EmailNotVerified(
-            "Confirm your email address first: open the link we sent to "
-            f"{user.email}, or ask for a new one on the account page at {request.app[SETTINGS].public_url.rstrip('/')}/dashboard",
+            f"Confirm your email address first: open the link we sent to {user.email}. No mail? Sign in at "
+            f"{request.app[SETTINGS].public_url.rstrip('/')}/dashboard and choose 'Resend verification'.",
             details={"email": user.email},
         )
     return user
