@@ -19,7 +19,7 @@ SRC="$ROOT/cep-panel"
 OUT="$ROOT/dist"
 VERIFY_ONLY=""
 # What goes into the package; tests, tooling and the dev-only .debug file stay out.
-CONTENTS=(CSXS index.html css js jsx icons)
+CONTENTS=(CSXS index.html core ui cep icons)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/cep-panel"
 ID="com.sfxstudio.panel"
-CONTENTS=(CSXS index.html css js jsx icons .debug)
+CONTENTS=(CSXS index.html core ui cep icons .debug)
 MODE=link
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -121,6 +121,9 @@ class SandboxFs:
                 return {}
             if op == "readFile":
                 return {"data": base64.b64encode(path.read_bytes()).decode()}
+            if op == "rename":
+                path.replace(self._path(args["to"]))
+                return {}
             if op == "stat":
                 st = path.stat()
                 return {"size": st.st_size, "isFile": path.is_file(), "isDirectory": path.is_dir()}
@@ -148,7 +151,7 @@ class Panel:
     async def sign_in(self, stack: Stack, user) -> None:
         page = self.page
         await expect(page.locator("#view-signin")).to_be_visible()
-        await page.click("#signin-server-box summary")
+        await page.click("#signin-server-toggle")
         await page.fill("#signin-server", stack.url)
         await page.fill("#signin-email", user.email)
         await page.fill("#signin-password", user.password)
@@ -234,7 +237,7 @@ async def test_sign_in_generate_see_the_waveform_and_insert_a_48k_wav_at_the_pla
     assert "edit-bay-3" in [d["name"] for d in devices["devices"]]
 
     await result.locator("[data-act=insert]").click()
-    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 0:12.5.")
+    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:12:12.")
     [call] = await panel.calls("importAndPlace")
     name, args = decode_call(call["script"])
     assert name == "importAndPlace"
@@ -401,9 +404,9 @@ async def test_history_reinserts_from_the_local_copy_or_downloads_again_without_
     item = page.locator("#history-list .history-item").first
     await expect(item.locator(".history-title")).to_have_text("Old radio static")
     await item.locator("[data-act=insert]").click()
-    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 0:12.5.")
+    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:12:12.")
     assert downloads == []  # the local copy was used
-    [local] = panel.fs.written
+    [local] = [p for p in panel.fs.written if p.suffix == ".wav"]
     assert decode_call((await panel.calls("importAndPlace"))[-1]["script"])[1]["path"] == str(local)
 
     local.unlink()
@@ -467,7 +470,7 @@ async def test_markers_drag_and_drop_host_refusals_and_a_new_variation(stack, db
     await expect(page.locator("#sfx-marker option")).to_have_count(2)
     await page.select_option("#sfx-marker", index=1)
     await expect(page.locator("#sfx-prompt")).to_have_value("Wooden door creaks open")
-    await expect(page.locator("#sfx-marker-text")).to_have_text("Inserts at marker 0:42.0 (Door)")
+    await expect(page.locator("#sfx-marker-text")).to_have_text("Inserts at marker 00:00:42:00 (Door)")
     await panel.set_range("#sfx-duration", 1)
     await page.click("#sfx-generate")
     result = page.locator("#sfx-results .result").first
@@ -475,7 +478,7 @@ async def test_markers_drag_and_drop_host_refusals_and_a_new_variation(stack, db
     path = await result.get_attribute("data-path")
 
     await result.locator("[data-act=insert]").click()
-    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 0:42.0.")
+    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:42:00.")
     args = decode_call((await panel.calls("importAndPlace"))[-1]["script"])[1]
     assert args["time"] == 42.0 and args["path"] == path
 

@@ -41,8 +41,9 @@ def test_the_dev_build_is_a_zxp_that_zxpsigncmd_verifies(built):
 def test_the_package_holds_the_extension_and_its_signature_and_nothing_else(built):
     with zipfile.ZipFile(built) as z:
         names = set(z.namelist())
-    for needed in ("mimetype", "META-INF/signatures.xml", "CSXS/manifest.xml", "index.html", "jsx/host.jsx",
-                   "js/host/cep-adapter.js", "js/ui/app.js", "css/panel.css", "icons/icon-normal.png"):
+    for needed in ("mimetype", "META-INF/signatures.xml", "CSXS/manifest.xml", "index.html", "cep/host.jsx",
+                   "cep/host-adapter.js", "cep/storage.js", "core/api.js", "ui/app.js", "ui/panel.css",
+                   "icons/icon-normal.png"):
         assert needed in names
     assert not [n for n in names if n.startswith(("tests/", "node_modules/")) or n in (".debug", "package.json")]
     assert not [n for n in names if ".DS_Store" in n or "__MACOSX" in n]
@@ -53,7 +54,7 @@ def test_a_package_changed_after_signing_fails_verification(built, tmp_path):
     with zipfile.ZipFile(built) as src, zipfile.ZipFile(tampered, "w") as dst:
         for info in src.infolist():
             data = src.read(info.filename)
-            if info.filename == "jsx/host.jsx":
+            if info.filename == "cep/host.jsx":
                 data += b"\n// injected\n"
             dst.writestr(info, data)
     result = run(BUILD, "--verify", tampered)
@@ -66,9 +67,9 @@ def test_the_build_refuses_symlinks_and_macos_metadata(tmp_path, intruder):
     src = tmp_path / "panel"
     shutil.copytree(ROOT / "cep-panel", src, ignore=shutil.ignore_patterns("node_modules", "tests"))
     if intruder == "symlink":
-        (src / "js" / "linked.js").symlink_to(src / "js" / "ui" / "app.js")
+        (src / "ui" / "linked.js").symlink_to(src / "ui" / "app.js")
     elif intruder == ".DS_Store":
-        (src / "css" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (src / "core" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     else:
         (src / "icons" / "__MACOSX").mkdir()
     result = run(BUILD, "--src", src, "--out", tmp_path / "out")
