@@ -1,209 +1,24 @@
-"""The Premiere panel end to end: the real panel files in headless Chromium, the real server (auth,
-credits, generation, key bank) with the ElevenLabs simulator behind it, and a CEP harness that plays
-Premiere (CSInterface's native bridge, window.cep, Node-like fs/path/os writing real files)."""
+"""The Premiere panel end to end in its CEP shell: the real panel files in headless Chromium, the real
+server (auth, credits, generation, key bank) with the ElevenLabs simulator behind it, and the CEP
+harness that plays Premiere. tests/test_panel_shells.py runs the shared UI in both shells."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import io
 import json
 import re
-import secrets
 import uuid
-import wave
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import expect
 
-from helpers import sign_up
-from server.app import create_app
+# The fixtures are imported so pytest finds them here.
+from panel_support import (LIGHT, browser, decode_call, editor, open_panel, remaining, settled, shot,  # noqa: F401
+                           stack, wav_info)
 from server.appkeys import REDIS
 from server.credits import service as credits
 from server.credits.ratelimit import RateLimiter
-from server.keybank import KEYBANK
-from server.settings import Settings
-from server.simulator import SimulatorState, create_simulator_app
 from server.web.errors import TooManyRequests
-
-ROOT = Path(__file__).resolve().parent.parent
-PANEL = ROOT / "cep-panel"
-HARNESS = PANEL / "tests" / "harness" / "cep-harness.js"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-DARK = {"red": 35, "green": 35, "blue": 35, "alpha": 255}
-LIGHT = {"red": 214, "green": 214, "blue": 214, "alpha": 255}
-CALL = re.compile(r'SFXHost\.call\("([A-Za-z]+)","([A-Za-z0-9%\-_.!~*\'()]*)"\)')
-
-
-# --- the stack: simulator, server serving the panel, a key, a user ---------------------------------
-
-@dataclass
-class Stack:
-    url: str
-    server: object
-    sim: SimulatorState
-    secret: str
-    settings: Settings
-    client: object
-    app: web.Application
-
-
-@pytest.fixture
-async def stack(aiohttp_server, aiohttp_client, test_env) -> Stack:
-    sim = SimulatorState()
-    sim_server = await aiohttp_server(create_simulator_app(sim))
-    settings = Settings.from_env({**test_env, "ELEVENLABS_BASE_URL": str(sim_server.make_url("")).rstrip("/"),
-                                  "UPSTREAM_DEADLINE": "8"})
-    app = create_app(settings)
-    app.router.add_static("/panel/", PANEL)
-    # aiohttp's TestServer cancels a handler when its client goes away (handler_cancellation).
-    server = await aiohttp_server(app)
-    secret = "sk_" + secrets.token_hex(24)
-    sim.add_key(secret)
-    await app[KEYBANK].add_key(provider="elevenlabs", label="panel-e2e", secret=secret, max_concurrency=5)
-    client = await aiohttp_client(server)
-    return Stack(str(server.make_url("")).rstrip("/"), server, sim, secret, settings, client, app)
-
-
-async def editor(stack: Stack, db, credits_: int, plan: str = "pro"):
-    user = await sign_up(stack.client, device_name="setup")
-    now = await db.fetchval("SELECT now()")
-    await credits.set_plan(db, user.user_id, plan)
-    await credits.grant_period(db, user.user_id, now - timedelta(days=1), now + timedelta(days=29), credits_,
-                               key=f"panel-e2e:{user.user_id}")
-    return user
-
-
-async def remaining(db, user) -> int | None:
-    return (await credits.summary(db, user.user_id)).remaining
-
-
-async def settled(db) -> None:
-    """Generation work goes on briefly after a client leaves; wait until nothing is pending."""
-    for _ in range(200):
-        if not await db.fetchval("SELECT count(*) FROM generations WHERE status = 'pending'"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("generations still pending")
-
-
-# --- the panel in Chromium -----------------------------------------------------------------------
-
-@dataclass
-class SandboxFs:
-    """The harness's fs: real files, confined to the test's temporary folder."""
-
-    root: Path
-    written: list[Path] = field(default_factory=list)
-
-    def _path(self, raw: str) -> Path:
-        path = Path(raw).resolve()
-        assert path.is_relative_to(self.root), f"the panel wrote outside its sandbox: {raw}"
-        return path
-
-    async def handle(self, op: str, args: dict) -> dict:
-        path = self._path(args["path"])
-        try:
-            if op == "mkdir":
-                path.mkdir(parents=bool(args.get("recursive")), exist_ok=bool(args.get("recursive")))
-                return {}
-            if op == "writeFile":
-                with open(path, "xb" if args.get("flag") == "wx" else "wb") as f:
-                    f.write(base64.b64decode(args["data"]))
-                self.written.append(path)
-                return {}
-            if op == "readFile":
-                return {"data": base64.b64encode(path.read_bytes()).decode()}
-            if op == "rename":
-                path.replace(self._path(args["to"]))
-                return {}
-            if op == "stat":
-                st = path.stat()
-                return {"size": st.st_size, "isFile": path.is_file(), "isDirectory": path.is_dir()}
-        except FileExistsError:
-            return {"error": "EEXIST"}
-        except FileNotFoundError:
-            return {"error": "ENOENT"}
-        return {"error": "ENOSYS"}
-
-
-@dataclass
-class Panel:
-    page: Page
-    fs: SandboxFs
-    home: Path
-
-    async def calls(self, name: str | None = None) -> list[dict]:
-        calls = await self.page.evaluate("window.__sfxHarness.calls")
-        return [c for c in calls if name is None or c["name"] == name]
-
-    async def set_range(self, selector: str, value: float) -> None:
-        await self.page.locator(selector).evaluate(
-            "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }", value)
-
-    async def sign_in(self, stack: Stack, user) -> None:
-        page = self.page
-        await expect(page.locator("#view-signin")).to_be_visible()
-        await page.click("#signin-server-toggle")
-        await page.fill("#signin-server", stack.url)
-        await page.fill("#signin-email", user.email)
-        await page.fill("#signin-password", user.password)
-        await page.click("#signin-submit")
-        await expect(page.locator("#view-main")).to_be_visible()
-
-    async def describe(self, prompt: str, seconds: float) -> None:
-        await self.page.fill("#sfx-prompt", prompt)
-        await self.set_range("#sfx-duration", seconds)
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-def open_panel(browser, stack, tmp_path):
-    """Opens the panel in a new page; the browser fixture closes everything afterwards."""
-
-    async def open_(theme: dict = DARK, markers: list | None = None) -> Panel:
-        home = tmp_path / "home"
-        home.mkdir(exist_ok=True)
-        fs = SandboxFs(tmp_path.resolve())
-        context = await browser.new_context(viewport={"width": 340, "height": 720}, device_scale_factor=2)
-        page = await context.new_page()
-        await page.expose_function("__sfxFs", fs.handle)
-        config = {"home": str(home), "hostname": "edit-bay-3.local", "background": theme, "markers": markers or []}
-        await page.add_init_script(script=f"window.__SFX_HARNESS_CONFIG__ = {json.dumps(config)};\n{HARNESS.read_text()}")
-        await page.goto(stack.url + "/panel/index.html")
-        return Panel(page, fs, home)
-
-    return open_
-
-
-def wav_info(data: bytes) -> tuple[int, int, float]:
-    with wave.open(io.BytesIO(data)) as w:
-        return w.getframerate(), w.getnchannels(), w.getnframes() / w.getframerate()
-
-
-def decode_call(script: str) -> tuple[str, dict]:
-    match = CALL.fullmatch(script)
-    assert match, f"not a well-formed host call: {script!r}"
-    return match.group(1), json.loads(unquote(match.group(2)))
-
-
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / name))
 
 
 # --- scenarios -------------------------------------------------------------------------------------

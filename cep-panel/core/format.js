@@ -39,8 +39,8 @@
       return m + ":" + (rest < 10 ? "0" : "") + rest.toFixed(1);
     }
     // The frame that contains the time (as Premiere shows it), counted at the true rate and split
-    // at the nominal one; the epsilon keeps 0.04 s at 25 fps on frame 1, not 0.
-    var frames = Math.floor(t * Number(fps) + 1e-6);
+    // at the nominal one; a thousandth of a frame of slack absorbs float error (1.001 s at 23.976).
+    var frames = Math.floor(t * Number(fps) + 1e-3);
     var ff = frames % rate;
     var total = Math.floor(frames / rate);
     return pad(Math.floor(total / 3600)) + ":" + pad(Math.floor(total / 60) % 60) + ":" + pad(total % 60) + ":" + pad(ff);

@@ -24,7 +24,7 @@
 (function (factory) {
   var api = factory();
   if (typeof window !== "undefined" && window.document) {
-    var SFX = (window.SFX = window.SFX || {});
+    var SFX = (window.SFX = window.SFX || /** @type {any} */ ({}));
     SFX.Host = api;
     SFX.HostError = api.HostError;
   } else {

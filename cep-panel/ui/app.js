@@ -3,7 +3,9 @@
  * the builds: the host adapter, the opened storage, file access, the audio player and the product.
  * Everything here and in the views is the same code in both builds.
  *
- *   SFX.App.start({product, version, host, store, files, player, deviceName, serverHint?})
+ *   SFX.App.start({product, version, host, store, files, player, deviceName,
+ *                  defaults?, allowedOrigins?, serverHint?, updateOptions?, fetch?})
+ *   allowedOrigins: the only servers this build may reach (UXP's manifest network permission).
  */
 (function () {
   "use strict";
@@ -16,7 +18,7 @@
     SFX.Markup.render(document.body);
     var store = shell.store;
     var state = new SFX.State.Store();
-    var settings = SFX.Settings.load(store);
+    var settings = SFX.Settings.load(store, shell.defaults);
     var ctx = {
       state: state,
       store: store,
@@ -28,12 +30,15 @@
       version: shell.version,
       deviceName: shell.deviceName || "Premiere Pro panel",
       serverHint: shell.serverHint,
+      allowedOrigins: shell.allowedOrigins || [],
+      updateOptions: shell.updateOptions,
+      fetch: shell.fetch || window.fetch.bind(window),
       local: new SFX.History.LocalCopies(store),
       keys: new SFX.Api.KeyRing(SFX.Api.uuid),
     };
     ctx.api = new SFX.Api.Client({
       baseUrl: settings.serverUrl,
-      fetch: shell.fetch || window.fetch.bind(window),
+      fetch: ctx.fetch,
       tokens: SFX.Store.tokenStore(store),
       panelVersion: shell.version,
       panelProduct: shell.product,

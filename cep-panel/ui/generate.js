@@ -72,6 +72,27 @@
         if (controller) controller.abort();
       }
 
+      /**
+       * An AbortController whose abort also settles `cancelled`: where the runtime cannot abort a
+       * fetch (a UXP without AbortController) the panel still stops waiting at once.
+       */
+      function makeController() {
+        var native = typeof AbortController !== "undefined" ? new AbortController() : null;
+        var reject = null;
+        var cancelled = new Promise(function (_, r) {
+          reject = r;
+        });
+        cancelled.catch(function () {});
+        return {
+          signal: native ? native.signal : undefined,
+          cancelled: cancelled,
+          abort: function () {
+            if (native) native.abort();
+            reject(new SFX.Api.ApiError(0, "cancelled", "Cancelled."));
+          },
+        };
+      }
+
       /** Folder for new files: needs the project path, so ask the host (and never fail because of it). */
       function outputFolder() {
         return ctx.host.getContext().then(
@@ -119,22 +140,22 @@
         if (at === undefined) at = kind === "sfx" ? state.get("marker") : null;
         ctx.hideBanner("error");
         var key = ctx.keys.keyFor(kind, body);
-        var ctrl = new AbortController();
+        var ctrl = makeController();
         setBusy(kind, ctrl);
         var folder = ctx.files ? outputFolder() : null;
-        ctx.api
-          .generate(kind, body, key, ctrl.signal)
+        Promise.race([ctx.api.generate(kind, body, key, ctrl.signal), ctrl.cancelled])
           .then(function (doc) {
             ctx.keys.settle(null);
             ctx.online();
             patchBusy({ phase: "downloading" });
             if (doc.credits) ctx.setCredits(doc.credits.remaining);
             var gens = doc.generations || [];
-            return Promise.all(
+            var saving = Promise.all(
               gens.map(function (gen) {
                 return saveGeneration(gen, ctrl.signal, folder);
               })
-            ).then(function (saved) {
+            );
+            return Promise.race([saving, ctrl.cancelled]).then(function (saved) {
               for (var i = saved.length - 1; i >= 0; i--) ctx.addResult(kind, saved[i], body, at);
               var charged = doc.credits && doc.credits.charged;
               var failed = (doc.failed || []).length;

@@ -87,7 +87,7 @@
         }
         if (error && error.status === 426) {
           // This build is too old for the server: the update offer takes over and Generate stays off.
-          var offer = Object.assign({ version: details.minimum_version || details.latest_version || "", url: details.download_url || "", notes_html: "", size: 0 }, state.get("update") || {}, { mandatory: true, outdated: true });
+          var offer = Object.assign({ version: details.min_supported_version || details.latest_version || "", url: details.download_url || "", notes_html: "", size: 0 }, state.get("update") || {}, { mandatory: true, outdated: true });
           if (details.download_url) offer.url = details.download_url;
           return state.set({ update: offer });
         }

@@ -44,6 +44,11 @@
       function save() {
         var server = $("set-server").value.trim().replace(/\/+$/, "") || SFX.Settings.DEFAULTS.serverUrl;
         var serverChanged = server !== settings.serverUrl;
+        if (ctx.allowedOrigins.length && ctx.allowedOrigins.indexOf(SFX.Settings.origin(server)) < 0) {
+          $("set-server-hint").textContent = "This plugin may reach " + ctx.allowedOrigins.join(", ") + " only: ask for a build made for " + SFX.Settings.origin(server) + ".";
+          $("set-server-hint").setAttribute("data-error", "true");
+          return;
+        }
         settings.folder = $("set-folder").value.trim();
         settings.bin = $("set-bin").value.trim() || SFX.Settings.DEFAULTS.bin;
         settings.track = $("set-track").value;

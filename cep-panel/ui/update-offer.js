@@ -13,8 +13,28 @@
     mount: function (ctx) {
       var state = ctx.state;
 
+      /** Web Storage-like view of the panel's storage, for the update checker's serial and install id. */
+      var storage = {
+        getItem: function (key) {
+          var map = ctx.store.get("updates") || {};
+          return map[key] === undefined ? null : map[key];
+        },
+        setItem: function (key, value) {
+          var map = Object.assign({}, ctx.store.get("updates") || {});
+          map[key] = String(value);
+          ctx.store.set("updates", map);
+        },
+      };
       function options(extra) {
-        return Object.assign({ baseUrl: ctx.settings.serverUrl, product: ctx.product, version: ctx.version, api: ctx.api, store: ctx.store, host: ctx.host }, extra || {});
+        var base = {
+          baseUrl: ctx.settings.serverUrl,
+          product: ctx.product,
+          installedVersion: ctx.version,
+          hostVersion: ctx.host.info().hostVersion,
+          storage: storage,
+          fetch: ctx.fetch,
+        };
+        return Object.assign(base, ctx.updateOptions || {}, extra || {});
       }
 
       function render(v) {
