@@ -104,6 +104,10 @@ async def test_an_empty_balance_shows_the_upgrade_prompt_as_soon_as_the_panel_op
     await expect(page.locator("#banner")).to_have_attribute("data-kind", "upgrade")
     await expect(page.locator("#banner-text")).to_have_text("You're out of credits for this period.")
     await expect(page.locator("#acct-upgrade")).to_be_visible()
+    # At 0 credits Generate is off (and says why) instead of sending a request bound to fail.
+    await panel.describe("Wind through pines", 2)
+    await expect(page.locator("#sfx-generate")).to_be_disabled()
+    await expect(page.locator("#sfx-generate")).to_have_attribute("title", "You're out of credits")
     await page.click("#acct-upgrade")
     # Before any 402 has named the upgrade page, the panel opens the pricing page of its own server.
     assert await page.evaluate("window.__sfxHarness.opened") == [stack.url + "/pricing"]
@@ -340,10 +344,47 @@ async def test_a_signed_out_device_goes_back_to_sign_in_without_a_charge(stack, 
     await page.click("#sfx-generate")
     await expect(page.locator("#view-signin")).to_be_visible()
     await expect(page.locator("#signin-error")).to_have_text("Your session ended. Please sign in again.")
-    assert await page.evaluate("localStorage.getItem('sfx.tokens')") is None
+    stored = json.loads((panel.home / "Library" / "Application Support" / "SFX Studio" / "panel.json").read_text())
+    assert "tokens" not in stored and await page.evaluate("localStorage.length") == 0
     assert await remaining(db, user) == 10
     # Signing in again works and lands back in the panel.
     await page.fill("#signin-email", user.email)
     await page.fill("#signin-password", user.password)
     await page.click("#signin-submit")
     await expect(page.locator("#acct-credits")).to_have_text("10 credits")
+
+
+async def test_keys_work_outside_text_fields_the_browser_menu_is_gone_and_files_go_to_cep_documents(stack, db, open_panel,
+                                                                                                   tmp_path):
+    """CEP defects: Premiere keeps keys unless the panel registers interest; the page's own context menu
+    (Back, Forward, View Source) showed; an unsaved project's files went to ~/Documents, not the
+    Documents folder CEP reports (a redirected or OneDrive one on Windows)."""
+    user = await editor(stack, db, 10)
+    documents = tmp_path / "home" / "OneDrive" / "Documents"
+    unsaved = {"project": {"name": "Untitled", "path": ""},
+               "sequence": {"id": "seq-1", "name": "Main edit", "playhead": 3, "frameRate": 25,
+                            "audioTracks": [{"index": 0, "name": "A1", "locked": False, "clips": 0}]}}
+    panel = await open_panel(config={"documents": str(documents), "context": unsaved})
+    page = panel.page
+    interest = await page.evaluate("window.__sfxHarness.keyInterest")
+    for key in ({"keyCode": 27}, {"keyCode": 53}, {"keyCode": 13, "ctrlKey": True}, {"keyCode": 36, "metaKey": True}):
+        assert key in interest
+
+    menu = """sel => { const e = new MouseEvent('contextmenu', {bubbles: true, cancelable: true});
+                      document.querySelector(sel).dispatchEvent(e); return e.defaultPrevented; }"""
+    assert await page.evaluate(menu, "#view-signin h1") is True
+    assert await page.evaluate(menu, "#signin-email") is False, "text fields keep cut, copy and paste"
+
+    await panel.sign_in(stack, user)
+    await panel.describe("Paper rustles", 1)
+    await page.locator("#sfx-prompt").evaluate("el => el.blur()")
+    assert await page.evaluate("document.activeElement === document.body")
+    await page.keyboard.press("Control+Enter")
+    result = page.locator("#sfx-results .result").first
+    await expect(result).to_have_attribute("data-ready", "true")
+    path = Path(await result.get_attribute("data-path"))
+    assert path.parent == documents / "AI SFX"
+
+    await page.click("#btn-settings")
+    await expect(page.locator("#set-folder-hint")).to_have_text(
+        f"Empty: next to the saved project, else {documents / 'AI SFX'}.")
