@@ -264,8 +264,15 @@ async def test_nothing_overlaps_at_320x600_and_at_the_manifest_minimum_size(stac
     await page.set_viewport_size({"width": 320, "height": 600})
     await panel.describe("Glass shatters again", 1)
     await page.locator("#tab-sfx").evaluate("el => el.scrollTop = 0")
+    # Progress says what is happening, phase by phase, not only a seconds counter.
+    await page.evaluate("""() => { window.__phases = [];
+        new MutationObserver(() => { const p = document.getElementById('sfx-progress').getAttribute('data-phase');
+                                     if (p && window.__phases[window.__phases.length - 1] !== p) window.__phases.push(p); })
+            .observe(document.getElementById('sfx-progress'), {attributes: true}); }""")
     await page.click("#sfx-generate")
     await expect(page.locator("#sfx-results .result")).to_have_count(2)
     newest = page.locator("#sfx-results .result").first
     await expect(newest).to_have_attribute("data-ready", "true")
     await expect(newest).to_be_in_viewport()
+    phases = await page.evaluate("window.__phases")
+    assert phases[0] == "generating" and "downloading" in phases and phases[-1] == "saving", phases
