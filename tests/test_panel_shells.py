@@ -75,6 +75,16 @@ async def test_sign_in_generate_and_insert_at_the_playhead_at_a_marker_and_again
     await expect(first.locator("[data-act=insert]")).to_have_text("Insert at playhead")
     first_path = await first.get_attribute("data-path")
     first = page.locator(f'#sfx-results .result[data-path="{first_path}"]')  # stays on this one as more arrive
+    # The waveform is drawn from the WAV's own samples, in both shells (UXP has no Web Audio to decode).
+    assert int(await first.locator("canvas").get_attribute("data-peaks")) >= 32
+    await first.locator(".play").click()
+    await expect(first).to_have_class(re.compile(r"\bplaying\b"))
+    if shell == "uxp":  # played in Premiere's Source Monitor
+        assert await page.evaluate("window.__sfxHarness.world.sourceMonitor") == {"opened": first_path, "playing": True}
+    await first.locator(".play").click()
+    await expect(first).not_to_have_class(re.compile(r"\bplaying\b"))
+    if shell == "uxp":
+        await page.wait_for_function("!window.__sfxHarness.world.sourceMonitor.playing")
     await first.locator("[data-act=insert]").click()
     await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:12:12.")
     if shell == "uxp":
@@ -222,8 +232,8 @@ async def test_out_of_credits_unverified_email_no_key_offline_and_outdated_panel
     await page.click("#update-install")
     assert await page.evaluate("window.__sfxHarness.opened") == [download]
     # Every request carries the build's version and product.
-    async with page.expect_request("**/v1/me") as request:
-        await page.evaluate("window.__sfxApp.refreshAccount()")
+    async with page.expect_request("**/v1/generations*") as request:
+        await page.click("#tab-btn-history")
     headers = (await request.value).headers
     assert headers["x-panel-product"] == shell and headers["x-panel-version"] == "0.1.0"
 

@@ -120,7 +120,6 @@
     ctx.showDuration();
     if (ctx.api.isSignedIn()) ctx.enterMain();
     else ctx.showSignIn("");
-    window.__sfxApp = ctx;
     return ctx;
   }
 
