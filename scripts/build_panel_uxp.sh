@@ -83,8 +83,11 @@ NAME="sfx-studio-panel-$VERSION-uxp.ccx"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 rm -f "$OUT/$NAME"
-# Any zip tool does; Python's zipfile is on every machine that runs the rest of the project.
-(cd "$STAGE" && python3 - "$OUT/$NAME" <<'PY'
+# Any zip tool does: zip where it is installed, else Python's zipfile.
+if command -v zip >/dev/null; then
+  (cd "$STAGE" && zip -q -X -r "$OUT/$NAME" .)
+else
+  (cd "$STAGE" && python3 - "$OUT/$NAME" <<'PY'
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     for folder, dirs, files in os.walk("."):
@@ -93,6 +96,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
             path = os.path.join(folder, name)
             z.write(path, os.path.relpath(path, "."))
 PY
-)
+  )
+fi
 say "built $OUT/$NAME for $ORIGIN"
 echo "$OUT/$NAME"

@@ -348,8 +348,13 @@ async def test_a_signed_out_device_goes_back_to_sign_in_without_a_charge(stack, 
     await page.click("#sfx-generate")
     await expect(page.locator("#view-signin")).to_be_visible()
     await expect(page.locator("#signin-error")).to_have_text("Your session ended. Please sign in again.")
-    stored = json.loads((panel.home / "Library" / "Application Support" / "SFX Studio" / "panel.json").read_text())
-    assert "tokens" not in stored and await page.evaluate("localStorage.length") == 0
+    stored_file = panel.home / "Library" / "Application Support" / "SFX Studio" / "panel.json"
+    for _ in range(50):  # the storage writes through in the background
+        if "tokens" not in json.loads(stored_file.read_text()):
+            break
+        await page.wait_for_timeout(100)
+    assert "tokens" not in json.loads(stored_file.read_text()), "the ended session's tokens are gone from disk"
+    assert await page.evaluate("localStorage.length") == 0
     assert await remaining(db, user) == 10
     # Signing in again works and lands back in the panel.
     await page.fill("#signin-email", user.email)
@@ -408,7 +413,7 @@ async def test_an_update_offer_can_wait_or_install_through_the_updater_when_it_i
                              return Promise.resolve({offer: {version: "0.2.0", size: 1572864, mandatory: false,
                                url: "https://dl.example/sfx-0.2.0.zxp", sha256: "ab",
                                notes_html: "<p>Faster <b>previews</b></p><img src=x onerror=alert(1)>"}}); },
-          install: (offer, opts) => { window.__updates.installs.push(offer.version); opts.onProgress(0.5);
+          install: (offer, opts) => { window.__updates.installs.push(offer.version); opts.onProgress(786432, 1572864);
                                       return new Promise((resolve) => setTimeout(resolve, 300)); },
         };""")
     await page.reload()

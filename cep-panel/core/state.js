@@ -26,6 +26,9 @@
       // A marker picked on the SFX form: it applies to inserts of results made from that form only.
       marker: null, // {time, name, comments}
       update: null, // {version, notes_html, size, url, sha256, mandatory, progress?, error?}
+      limits: null, // the plan's limits (core/pricing.js limits()), built-in ones until /v1/me answers
+      upgradeUrl: "", // where Upgrade goes, once a 402 has named it
+      emptyPrompt: false, // the out-of-credits banner is the zero-balance one (not a 402's)
       history: { kind: "", cursor: null, loading: false },
     };
   }

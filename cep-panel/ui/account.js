@@ -22,7 +22,7 @@
       function upgradeUrl() {
         var me = state.get("me");
         var pricing = state.get("pricing");
-        return state.upgradeUrl || (me && me.upgrade_url) || (pricing && pricing.upgrade_url) || ctx.settings.serverUrl.replace(/\/+$/, "") + "/pricing";
+        return state.get("upgradeUrl") || (me && me.upgrade_url) || (pricing && pricing.upgrade_url) || ctx.settings.serverUrl.replace(/\/+$/, "") + "/pricing";
       }
       function openUpgrade() {
         ctx.host.openURL(upgradeUrl());
@@ -32,8 +32,7 @@
         return api.me().then(
           function (me) {
             ctx.online();
-            state.limits = SFX.Pricing.limits(me.plan);
-            state.set({ me: me });
+            state.set({ me: me, limits: SFX.Pricing.limits(me.plan) });
           },
           function (error) {
             ctx.handleError(error, refreshAccount);
@@ -64,11 +63,11 @@
         document.body.setAttribute("data-credits", empty ? "empty" : "ok");
         D.show($("acct-upgrade"), empty || (me.plan && me.plan.code === "free"));
         if (empty) {
-          state.emptyShown = true;
+          state.set({ emptyPrompt: true });
           ctx.banner("upgrade", "You're out of credits for this period.", "Upgrade", openUpgrade);
-        } else if (state.emptyShown) {
+        } else if (state.get("emptyPrompt")) {
           // Only the zero-balance prompt goes away with new credits; a 402's own prompt stays.
-          state.emptyShown = false;
+          state.set({ emptyPrompt: false });
           ctx.hideBanner("upgrade");
         }
         $("settings-user").textContent = me.user ? me.user.email : "";
@@ -99,8 +98,9 @@
         var voiceCost = costText(SFX.Pricing.quoteVoice(pricing, chars));
         $("voice-cost").textContent = chars ? voiceCost.text : "Type a script to see its cost";
         $("voice-cost").classList.toggle("short", chars > 0 && voiceCost.short);
-        $("voice-count").textContent = chars + " / " + state.limits.max_voice_chars;
-        $("voice-count").classList.toggle("short", chars > state.limits.max_voice_chars);
+        var limits = state.get("limits");
+        $("voice-count").textContent = chars + " / " + limits.max_voice_chars;
+        $("voice-count").classList.toggle("short", chars > limits.max_voice_chars);
         updateButtons();
       }
 
@@ -113,7 +113,7 @@
       function updateButtons() {
         var block = SFX.State.generateBlock(state.values);
         var sfxReady = !!$("sfx-prompt").value.trim();
-        var voiceReady = !!$("voice-text").value.trim() && !!$("voice-voice").value && state.limits.voice !== false;
+        var voiceReady = !!$("voice-text").value.trim() && !!$("voice-voice").value && state.get("limits").voice !== false;
         $("sfx-generate").disabled = !!block || !sfxReady;
         $("voice-generate").disabled = !!block || !voiceReady;
         $("sfx-generate").title = BLOCKED[block] || "Enter";
@@ -121,7 +121,7 @@
         document.body.setAttribute("data-generate", block || "ready");
       }
 
-      state.limits = SFX.Pricing.limits(null);
+      state.set({ limits: SFX.Pricing.limits(null) });
       state.subscribe(["me"], function () {
         renderAccount();
         ctx.applyLimits();

@@ -96,10 +96,10 @@
           return banner("error", "Verify your email: we sent a link to " + email + ". Open it, then try again.", retry ? "Try again" : "", retry);
         }
         if (error && error.status === 402) {
-          state.upgradeUrl = details.upgrade_url || state.upgradeUrl;
+          if (details.upgrade_url) state.set({ upgradeUrl: details.upgrade_url });
           var needed = details.needed;
           var text = code === "payment_past_due" ? "Your last payment failed. Update your billing to keep generating." : "Not enough credits" + (needed ? " (this needs " + SFX.Format.plural(needed, "credit") + ")" : "") + ".";
-          state.emptyShown = false;
+          state.set({ emptyPrompt: false });
           banner("upgrade", text, "Upgrade", ctx.openUpgrade);
           return ctx.refreshAccount();
         }

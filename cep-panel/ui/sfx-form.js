@@ -36,7 +36,7 @@
       }
 
       function applyLimits() {
-        var l = state.limits;
+        var l = state.get("limits");
         var opts = $("sfx-variations").options;
         for (var i = 0; i < opts.length; i++) opts[i].disabled = Number(opts[i].value) > l.max_variations;
         $("sfx-variations").title = l.max_variations < 4 ? "Your plan allows up to " + l.max_variations + "; upgrade for more" : "";

@@ -67,8 +67,10 @@
         SFX.Updates.install(
           offer,
           options({
-            onProgress: function (fraction) {
-              state.set({ update: Object.assign({}, state.get("update"), { progress: fraction }) });
+            // SFX.Updates reports bytes (received, total); the offer's size stands in for a missing total.
+            onProgress: function (received, total) {
+              var whole = total || offer.size || 0;
+              state.set({ update: Object.assign({}, state.get("update"), { progress: whole ? Math.min(1, received / whole) : 0 }) });
             },
           })
         ).then(
@@ -94,6 +96,8 @@
         return SFX.Updates.check(options()).then(
           function (r) {
             var offer = r && r.offer;
+            // A refused manifest (bad signature, old serial, ...) is not "up to date": say so.
+            if (r && r.refused) return say("Couldn't check for updates: " + (r.message || r.reason || "the update manifest was refused") + ".");
             if (offer) {
               state.set({ update: Object.assign({}, offer) });
               say("Version " + offer.version + " is available.");

@@ -39,7 +39,7 @@
               select.add(new Option(v.name + (labels ? " \u2014 " + labels : ""), v.voice_id));
             });
             if (!voices.length) select.add(new Option("No voices available", ""));
-            if (state.limits.voice === false) ctx.banner("upgrade", "Voice-over is not included in your plan.", "Upgrade", ctx.openUpgrade);
+            if (state.get("limits").voice === false) ctx.banner("upgrade", "Voice-over is not included in your plan.", "Upgrade", ctx.openUpgrade);
             state.set({ voices: voices });
             ctx.updateButtons();
           },
