@@ -413,9 +413,12 @@ async def test_an_update_offer_can_wait_or_install_through_the_updater_when_it_i
                              return Promise.resolve({offer: {version: "0.2.0", size: 1572864, mandatory: false,
                                url: "https://dl.example/sfx-0.2.0.zxp", sha256: "ab",
                                notes_html: "<p>Faster <b>previews</b></p><img src=x onerror=alert(1)>"}}); },
-          install: (offer, opts) => { window.__updates.installs.push(offer.version); opts.onProgress(786432, 1572864);
+          install: (offer, opts) => { window.__updates.installs.push([offer.version, opts.installer.name]);
+                                      opts.onProgress(0.5, 786432, 1572864);
                                       return new Promise((resolve) => setTimeout(resolve, 300)); },
-        };""")
+        };
+        // The CEP shell loads the installer from the extension folder by path, with Node's require.
+        window.__sfxExtraModules = {"/extension/cep/installer.js": {createInstaller: () => ({name: "cep-installer"})}};""")
     await page.reload()
     await panel.sign_in(stack, user)
     offer = page.locator("#update-offer")
@@ -439,4 +442,4 @@ async def test_an_update_offer_can_wait_or_install_through_the_updater_when_it_i
     await expect(page.locator("#update-message")).to_have_text("Downloading… 50%")
     await expect(page.locator("#update-install")).to_be_disabled()
     await expect(page.locator("#update-message")).to_have_text("Installed. Restart Premiere Pro to use 0.2.0.")
-    assert await page.evaluate("window.__updates.installs") == ["0.2.0"]
+    assert await page.evaluate("window.__updates.installs") == [["0.2.0", "cep-installer"]]

@@ -230,6 +230,9 @@ async def test_out_of_credits_unverified_email_no_key_offline_and_outdated_panel
     await expect(page.locator("#sfx-generate")).to_have_attribute("title", "Install the update to keep generating")
     await shot(page, f"panel-{shell}-outdated.png")
     await page.click("#update-install")
+    # No in-panel installer here: the package's download opens, and the editor is told what to do.
+    await expect(page.locator("#update-message")).to_have_text(
+        "Opening the download: open the file to install it, then restart Premiere Pro.")
     assert await page.evaluate("window.__sfxHarness.opened") == [download]
     # Every request carries the build's version and product.
     async with page.expect_request("**/v1/generations*") as request:

@@ -27,6 +27,22 @@
     };
   }
 
+  /**
+   * What SFX.Updates needs in CEP: the pinned manifest keys (core/update-keys.js) and the installer
+   * (cep/installer.js, a Node module), each used only when that file is part of the build.
+   */
+  function updateOptions(cs, req) {
+    var opts = { publicKeys: SFX.UpdateKeys || [] };
+    if (cs && req) {
+      try {
+        opts.installer = req(cs.getSystemPath("extension") + "/cep/installer.js").createInstaller();
+      } catch (e) {
+        opts.installer = undefined;
+      }
+    }
+    return opts;
+  }
+
   function boot() {
     var inCep = !!(window.__adobe_cep__ && window.CSInterface);
     var cs = inCep ? new window.CSInterface() : null;
@@ -43,6 +59,7 @@
         files: SFX.Files.fromNode({ documents: cs ? cs.getSystemPath("myDocuments") : "" }),
         player: SFX.CepPlayer,
         deviceName: SFX.Files.hostname(),
+        updateOptions: updateOptions(cs, req),
       });
     });
   }

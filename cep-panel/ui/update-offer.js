@@ -58,22 +58,20 @@
       function install() {
         var offer = state.get("update");
         if (!offer) return;
-        if (!SFX.Updates) {
-          // Without the in-panel installer the download page does the job.
+        var opts = options({
+          onProgress: function (fraction) {
+            state.set({ update: Object.assign({}, state.get("update"), { progress: Math.max(0, Math.min(1, Number(fraction) || 0)) }) });
+          },
+        });
+        if (!SFX.Updates || !opts.installer) {
+          // No in-panel installer (UXP cannot replace itself; or core/updates.js is not loaded): the
+          // package opens from its download link and Creative Cloud or UPIA installs it.
           if (offer.url) ctx.host.openURL(offer.url);
+          state.set({ update: Object.assign({}, offer, { error: "Opening the download: open the file to install it, then restart Premiere Pro." }) });
           return;
         }
         state.set({ update: Object.assign({}, offer, { progress: 0, error: "" }) });
-        SFX.Updates.install(
-          offer,
-          options({
-            // SFX.Updates reports bytes (received, total); the offer's size stands in for a missing total.
-            onProgress: function (received, total) {
-              var whole = total || offer.size || 0;
-              state.set({ update: Object.assign({}, state.get("update"), { progress: whole ? Math.min(1, received / whole) : 0 }) });
-            },
-          })
-        ).then(
+        SFX.Updates.install(offer, opts).then(
           function () {
             state.set({ update: Object.assign({}, state.get("update"), { progress: 1, error: "Installed. Restart Premiere Pro to use " + (offer.version || "the new version") + "." }) });
           },

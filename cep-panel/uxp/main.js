@@ -40,6 +40,8 @@
         player: SFX.UxpPlayer.create(host, uxp),
         defaults: allowed.length ? { serverUrl: allowed[0] } : undefined,
         allowedOrigins: allowed,
+        // No installer: a UXP plugin cannot replace itself, so Install opens the .ccx's download link.
+        updateOptions: { publicKeys: SFX.UpdateKeys || [] },
         deviceName: "Premiere Pro on " + (os.platform() === "darwin" ? "macOS" : os.platform() === "win32" ? "Windows" : os.platform()),
         serverHint: allowed.length ? "This plugin may reach " + allowed.join(", ") + " only (set when it was built)." : "",
       });

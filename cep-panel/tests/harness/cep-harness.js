@@ -205,7 +205,10 @@
     },
   };
   var modules = { fs: fs, path: path, os: os };
+  // A test may add modules the extension would load by path (window.__sfxExtraModules, set before load).
   window.require = function (name) {
+    var extra = window.__sfxExtraModules || {};
+    if (extra[name]) return extra[name];
     if (!modules[name]) throw new Error("Cannot find module '" + name + "'");
     return modules[name];
   };
