@@ -12,6 +12,21 @@
     show: function (el, visible) {
       el.hidden = !visible;
     },
+    /**
+     * Options are made and removed as plain elements (no Option constructor or select.length
+     * truncation), which both CEP's Chromium and UXP's renderer support.
+     */
+    addOption: function (select, text, value) {
+      var option = document.createElement("option");
+      option.textContent = text;
+      option.value = value;
+      select.appendChild(option);
+      return option;
+    },
+    /** Removes every option after the first `keep`. */
+    trimOptions: function (select, keep) {
+      while (select.options.length > keep) select.removeChild(select.options[select.options.length - 1]);
+    },
     /** Disables a button while a promise runs. */
     withButton: function (button, promise) {
       if (button) button.disabled = true;

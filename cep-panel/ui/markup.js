@@ -173,7 +173,10 @@
   }
 
   function render(root) {
-    (root || document.body).insertAdjacentHTML("afterbegin", signin() + main() + settings());
+    var target = root || document.body;
+    var box = document.createElement("div");
+    box.innerHTML = signin() + main() + settings();
+    while (box.lastChild) target.insertBefore(box.lastChild, target.firstChild);
   }
 
   return {

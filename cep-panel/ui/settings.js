@@ -20,20 +20,20 @@
         $("set-track-hint").textContent = ctx.host.info().lockedTracksKnown === false ? "Premiere's UXP API does not tell locked tracks apart: Auto may pick a locked track, and the panel then says the clip was not placed." : "";
         $("set-server-hint").textContent = ctx.serverHint || "";
         var track = $("set-track");
-        track.length = 1;
+        D.trimOptions(track, 1);
         var current = String(settings.track);
         ctx.host.getContext().then(
           function (c) {
             state.set({ sequence: c.sequence });
             var tracks = (c.sequence && c.sequence.audioTracks) || [];
             tracks.forEach(function (t) {
-              track.add(new Option(t.name + (t.locked ? " (locked)" : ""), String(t.index)));
+              D.addOption(track, t.name + (t.locked ? " (locked)" : ""), String(t.index));
             });
-            if (current !== "auto" && !tracks[Number(current)]) track.add(new Option("A" + (Number(current) + 1), current));
+            if (current !== "auto" && !tracks[Number(current)]) D.addOption(track, "A" + (Number(current) + 1), current);
             track.value = current;
           },
           function () {
-            if (current !== "auto") track.add(new Option("A" + (Number(current) + 1), current));
+            if (current !== "auto") D.addOption(track, "A" + (Number(current) + 1), current);
             track.value = current;
           }
         );

@@ -59,16 +59,16 @@
         ctx.host.getMarkers().then(
           function (r) {
             markers = r.markers;
-            select.length = 1;
+            D.trimOptions(select, 1);
             select.options[0].textContent = r.markers.length ? "From marker…" : "No markers in " + r.sequence;
             r.markers.forEach(function (m, i) {
               var label = F.timecode(m.time, fps()) + "  " + (m.name || m.comments || "Marker " + (i + 1));
-              select.add(new Option(label.length > 48 ? label.slice(0, 47) + "…" : label, String(i)));
+              D.addOption(select, label.length > 48 ? label.slice(0, 47) + "…" : label, String(i));
             });
           },
           function (error) {
             markers = [];
-            select.length = 1;
+            D.trimOptions(select, 1);
             select.options[0].textContent = error.code === "no_sequence" ? "Open a sequence for markers" : "Markers unavailable";
           }
         );

@@ -33,19 +33,19 @@
           function (r) {
             ctx.online();
             var voices = r.voices || [];
-            select.length = 0;
+            D.trimOptions(select, 0);
             voices.forEach(function (v) {
               var labels = v.labels ? [v.labels.accent, v.labels.gender, v.labels.age].filter(Boolean).join(", ") : "";
-              select.add(new Option(v.name + (labels ? " \u2014 " + labels : ""), v.voice_id));
+              D.addOption(select, v.name + (labels ? " \u2014 " + labels : ""), v.voice_id);
             });
-            if (!voices.length) select.add(new Option("No voices available", ""));
+            if (!voices.length) D.addOption(select, "No voices available", "");
             if (state.get("limits").voice === false) ctx.banner("upgrade", "Voice-over is not included in your plan.", "Upgrade", ctx.openUpgrade);
             state.set({ voices: voices });
             ctx.updateButtons();
           },
           function (error) {
-            select.length = 0;
-            select.add(new Option("Voices unavailable", ""));
+            D.trimOptions(select, 0);
+            D.addOption(select, "Voices unavailable", "");
             ctx.handleError(error, loadVoices);
           }
         );

@@ -37,7 +37,8 @@
   }
 
   function cssVar(canvas, name) {
-    return getComputedStyle(canvas).getPropertyValue(name).trim() || "#6ea8eb";
+    var value = typeof getComputedStyle === "function" ? getComputedStyle(canvas).getPropertyValue(name) : "";
+    return String(value || "").trim() || "#6ea8eb";
   }
 
   /** Draws peaks; progress (0..1) colours the part already played. */
