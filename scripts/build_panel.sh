@@ -5,6 +5,7 @@
 #   scripts/build_panel.sh --out DIR       write the .zxp to DIR instead of dist/
 #   scripts/build_panel.sh --src DIR       package DIR instead of cep-panel/ (tests)
 #   scripts/build_panel.sh --verify FILE   only verify FILE's signature
+#   scripts/build_panel.sh --uxp [...]     build the UXP plugin (.ccx) instead: scripts/build_panel_uxp.sh
 #
 # Release builds: set PANEL_CERT_P12 (path to the .p12 certificate) and PANEL_CERT_PASSWORD. They are
 # timestamped with PANEL_TSA_URL (default http://timestamp.digicert.com; set it empty to skip) so the
@@ -19,10 +20,12 @@ SRC="$ROOT/cep-panel"
 OUT="$ROOT/dist"
 VERIFY_ONLY=""
 # What goes into the package; tests, tooling and the dev-only .debug file stay out.
-CONTENTS=(CSXS index.html css js jsx icons)
+CONTENTS=(CSXS index.html core ui cep icons)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+if [ "${1:-}" = "--uxp" ]; then shift; exec "$ROOT/scripts/build_panel_uxp.sh" "$@"; fi
 
 while [ $# -gt 0 ]; do
   case "$1" in

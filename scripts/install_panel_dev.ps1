@@ -11,7 +11,7 @@ $Src = Join-Path $Root 'cep-panel'
 $Id = 'com.sfxstudio.panel'
 $ExtDir = if ($env:CEP_EXTENSIONS_DIR) { $env:CEP_EXTENSIONS_DIR } else { Join-Path $env:APPDATA 'Adobe\CEP\extensions' }
 $Dest = Join-Path $ExtDir $Id
-$Contents = @('CSXS', 'index.html', 'css', 'js', 'jsx', 'icons', '.debug')
+$Contents = @('CSXS', 'index.html', 'core', 'ui', 'cep', 'icons', '.debug')
 
 if ("$Dest$Src".Contains('#')) { throw "CEP cannot load an extension from a path containing '#': $Dest" }
 

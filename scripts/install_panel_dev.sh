@@ -6,12 +6,14 @@
 #   scripts/install_panel_dev.sh [--copy] [--uninstall]
 #
 # CEP_EXTENSIONS_DIR overrides the extensions folder. Windows: scripts/install_panel_dev.ps1.
+# The UXP plugin (Premiere 25.6+) is not installed this way: scripts/build_panel.sh --uxp --stage DIR,
+# then load DIR in Adobe's UXP Developer Tool.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/cep-panel"
 ID="com.sfxstudio.panel"
-CONTENTS=(CSXS index.html css js jsx icons .debug)
+CONTENTS=(CSXS index.html core ui cep icons .debug)
 MODE=link
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

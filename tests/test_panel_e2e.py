@@ -1,206 +1,24 @@
-"""The Premiere panel end to end: the real panel files in headless Chromium, the real server (auth,
-credits, generation, key bank) with the ElevenLabs simulator behind it, and a CEP harness that plays
-Premiere (CSInterface's native bridge, window.cep, Node-like fs/path/os writing real files)."""
+"""The Premiere panel end to end in its CEP shell: the real panel files in headless Chromium, the real
+server (auth, credits, generation, key bank) with the ElevenLabs simulator behind it, and the CEP
+harness that plays Premiere. tests/test_panel_shells.py runs the shared UI in both shells."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import io
 import json
 import re
-import secrets
 import uuid
-import wave
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import expect
 
-from helpers import sign_up
-from server.app import create_app
+# The fixtures are imported so pytest finds them here.
+from panel_support import (LIGHT, browser, decode_call, editor, open_panel, remaining, settled, shot,  # noqa: F401
+                           stack, wav_info)
 from server.appkeys import REDIS
 from server.credits import service as credits
 from server.credits.ratelimit import RateLimiter
-from server.keybank import KEYBANK
-from server.settings import Settings
-from server.simulator import SimulatorState, create_simulator_app
 from server.web.errors import TooManyRequests
-
-ROOT = Path(__file__).resolve().parent.parent
-PANEL = ROOT / "cep-panel"
-HARNESS = PANEL / "tests" / "harness" / "cep-harness.js"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-DARK = {"red": 35, "green": 35, "blue": 35, "alpha": 255}
-LIGHT = {"red": 214, "green": 214, "blue": 214, "alpha": 255}
-CALL = re.compile(r'SFXHost\.call\("([A-Za-z]+)","([A-Za-z0-9%\-_.!~*\'()]*)"\)')
-
-
-# --- the stack: simulator, server serving the panel, a key, a user ---------------------------------
-
-@dataclass
-class Stack:
-    url: str
-    server: object
-    sim: SimulatorState
-    secret: str
-    settings: Settings
-    client: object
-    app: web.Application
-
-
-@pytest.fixture
-async def stack(aiohttp_server, aiohttp_client, test_env) -> Stack:
-    sim = SimulatorState()
-    sim_server = await aiohttp_server(create_simulator_app(sim))
-    settings = Settings.from_env({**test_env, "ELEVENLABS_BASE_URL": str(sim_server.make_url("")).rstrip("/"),
-                                  "UPSTREAM_DEADLINE": "8"})
-    app = create_app(settings)
-    app.router.add_static("/panel/", PANEL)
-    # aiohttp's TestServer cancels a handler when its client goes away (handler_cancellation).
-    server = await aiohttp_server(app)
-    secret = "sk_" + secrets.token_hex(24)
-    sim.add_key(secret)
-    await app[KEYBANK].add_key(provider="elevenlabs", label="panel-e2e", secret=secret, max_concurrency=5)
-    client = await aiohttp_client(server)
-    return Stack(str(server.make_url("")).rstrip("/"), server, sim, secret, settings, client, app)
-
-
-async def editor(stack: Stack, db, credits_: int, plan: str = "pro"):
-    user = await sign_up(stack.client, device_name="setup")
-    now = await db.fetchval("SELECT now()")
-    await credits.set_plan(db, user.user_id, plan)
-    await credits.grant_period(db, user.user_id, now - timedelta(days=1), now + timedelta(days=29), credits_,
-                               key=f"panel-e2e:{user.user_id}")
-    return user
-
-
-async def remaining(db, user) -> int | None:
-    return (await credits.summary(db, user.user_id)).remaining
-
-
-async def settled(db) -> None:
-    """Generation work goes on briefly after a client leaves; wait until nothing is pending."""
-    for _ in range(200):
-        if not await db.fetchval("SELECT count(*) FROM generations WHERE status = 'pending'"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("generations still pending")
-
-
-# --- the panel in Chromium -----------------------------------------------------------------------
-
-@dataclass
-class SandboxFs:
-    """The harness's fs: real files, confined to the test's temporary folder."""
-
-    root: Path
-    written: list[Path] = field(default_factory=list)
-
-    def _path(self, raw: str) -> Path:
-        path = Path(raw).resolve()
-        assert path.is_relative_to(self.root), f"the panel wrote outside its sandbox: {raw}"
-        return path
-
-    async def handle(self, op: str, args: dict) -> dict:
-        path = self._path(args["path"])
-        try:
-            if op == "mkdir":
-                path.mkdir(parents=bool(args.get("recursive")), exist_ok=bool(args.get("recursive")))
-                return {}
-            if op == "writeFile":
-                with open(path, "xb" if args.get("flag") == "wx" else "wb") as f:
-                    f.write(base64.b64decode(args["data"]))
-                self.written.append(path)
-                return {}
-            if op == "readFile":
-                return {"data": base64.b64encode(path.read_bytes()).decode()}
-            if op == "stat":
-                st = path.stat()
-                return {"size": st.st_size, "isFile": path.is_file(), "isDirectory": path.is_dir()}
-        except FileExistsError:
-            return {"error": "EEXIST"}
-        except FileNotFoundError:
-            return {"error": "ENOENT"}
-        return {"error": "ENOSYS"}
-
-
-@dataclass
-class Panel:
-    page: Page
-    fs: SandboxFs
-    home: Path
-
-    async def calls(self, name: str | None = None) -> list[dict]:
-        calls = await self.page.evaluate("window.__sfxHarness.calls")
-        return [c for c in calls if name is None or c["name"] == name]
-
-    async def set_range(self, selector: str, value: float) -> None:
-        await self.page.locator(selector).evaluate(
-            "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }", value)
-
-    async def sign_in(self, stack: Stack, user) -> None:
-        page = self.page
-        await expect(page.locator("#view-signin")).to_be_visible()
-        await page.click("#signin-server-box summary")
-        await page.fill("#signin-server", stack.url)
-        await page.fill("#signin-email", user.email)
-        await page.fill("#signin-password", user.password)
-        await page.click("#signin-submit")
-        await expect(page.locator("#view-main")).to_be_visible()
-
-    async def describe(self, prompt: str, seconds: float) -> None:
-        await self.page.fill("#sfx-prompt", prompt)
-        await self.set_range("#sfx-duration", seconds)
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-def open_panel(browser, stack, tmp_path):
-    """Opens the panel in a new page; the browser fixture closes everything afterwards."""
-
-    async def open_(theme: dict = DARK, markers: list | None = None) -> Panel:
-        home = tmp_path / "home"
-        home.mkdir(exist_ok=True)
-        fs = SandboxFs(tmp_path.resolve())
-        context = await browser.new_context(viewport={"width": 340, "height": 720}, device_scale_factor=2)
-        page = await context.new_page()
-        await page.expose_function("__sfxFs", fs.handle)
-        config = {"home": str(home), "hostname": "edit-bay-3.local", "background": theme, "markers": markers or []}
-        await page.add_init_script(script=f"window.__SFX_HARNESS_CONFIG__ = {json.dumps(config)};\n{HARNESS.read_text()}")
-        await page.goto(stack.url + "/panel/index.html")
-        return Panel(page, fs, home)
-
-    return open_
-
-
-def wav_info(data: bytes) -> tuple[int, int, float]:
-    with wave.open(io.BytesIO(data)) as w:
-        return w.getframerate(), w.getnchannels(), w.getnframes() / w.getframerate()
-
-
-def decode_call(script: str) -> tuple[str, dict]:
-    match = CALL.fullmatch(script)
-    assert match, f"not a well-formed host call: {script!r}"
-    return match.group(1), json.loads(unquote(match.group(2)))
-
-
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / name))
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -234,7 +52,7 @@ async def test_sign_in_generate_see_the_waveform_and_insert_a_48k_wav_at_the_pla
     assert "edit-bay-3" in [d["name"] for d in devices["devices"]]
 
     await result.locator("[data-act=insert]").click()
-    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 0:12.5.")
+    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:12:12.")
     [call] = await panel.calls("importAndPlace")
     name, args = decode_call(call["script"])
     assert name == "importAndPlace"
@@ -286,6 +104,10 @@ async def test_an_empty_balance_shows_the_upgrade_prompt_as_soon_as_the_panel_op
     await expect(page.locator("#banner")).to_have_attribute("data-kind", "upgrade")
     await expect(page.locator("#banner-text")).to_have_text("You're out of credits for this period.")
     await expect(page.locator("#acct-upgrade")).to_be_visible()
+    # At 0 credits Generate is off (and says why) instead of sending a request bound to fail.
+    await panel.describe("Wind through pines", 2)
+    await expect(page.locator("#sfx-generate")).to_be_disabled()
+    await expect(page.locator("#sfx-generate")).to_have_attribute("title", "You're out of credits")
     await page.click("#acct-upgrade")
     # Before any 402 has named the upgrade page, the panel opens the pricing page of its own server.
     assert await page.evaluate("window.__sfxHarness.opened") == [stack.url + "/pricing"]
@@ -401,9 +223,9 @@ async def test_history_reinserts_from_the_local_copy_or_downloads_again_without_
     item = page.locator("#history-list .history-item").first
     await expect(item.locator(".history-title")).to_have_text("Old radio static")
     await item.locator("[data-act=insert]").click()
-    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 0:12.5.")
+    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:12:12.")
     assert downloads == []  # the local copy was used
-    [local] = panel.fs.written
+    [local] = [p for p in panel.fs.written if p.suffix == ".wav"]
     assert decode_call((await panel.calls("importAndPlace"))[-1]["script"])[1]["path"] == str(local)
 
     local.unlink()
@@ -446,6 +268,10 @@ async def test_a_voice_over_is_generated_from_a_listed_voice_with_its_cost_shown
     await page.click("#btn-settings")
     await expect(page.locator("#set-track option")).to_have_text(["First free audio track", "A1", "A2"])
     await expect(page.locator("#settings-user")).to_have_text(user.email)
+    # Without the in-panel updater (core/updates.js) loaded, the button says where updates come from.
+    await page.click("#settings-check-updates")
+    await expect(page.locator("#settings-update-status")).to_have_text(
+        "Updates are installed from the download page for this build.")
     await shot(page, "panel-settings.png")
 
 
@@ -467,7 +293,7 @@ async def test_markers_drag_and_drop_host_refusals_and_a_new_variation(stack, db
     await expect(page.locator("#sfx-marker option")).to_have_count(2)
     await page.select_option("#sfx-marker", index=1)
     await expect(page.locator("#sfx-prompt")).to_have_value("Wooden door creaks open")
-    await expect(page.locator("#sfx-marker-text")).to_have_text("Inserts at marker 0:42.0 (Door)")
+    await expect(page.locator("#sfx-marker-text")).to_have_text("Inserts at marker 00:00:42:00 (Door)")
     await panel.set_range("#sfx-duration", 1)
     await page.click("#sfx-generate")
     result = page.locator("#sfx-results .result").first
@@ -475,7 +301,7 @@ async def test_markers_drag_and_drop_host_refusals_and_a_new_variation(stack, db
     path = await result.get_attribute("data-path")
 
     await result.locator("[data-act=insert]").click()
-    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 0:42.0.")
+    await expect(page.locator("#toast-text")).to_have_text("Placed on A2 at 00:00:42:00.")
     args = decode_call((await panel.calls("importAndPlace"))[-1]["script"])[1]
     assert args["time"] == 42.0 and args["path"] == path
 
@@ -522,10 +348,98 @@ async def test_a_signed_out_device_goes_back_to_sign_in_without_a_charge(stack, 
     await page.click("#sfx-generate")
     await expect(page.locator("#view-signin")).to_be_visible()
     await expect(page.locator("#signin-error")).to_have_text("Your session ended. Please sign in again.")
-    assert await page.evaluate("localStorage.getItem('sfx.tokens')") is None
+    stored_file = panel.home / "Library" / "Application Support" / "SFX Studio" / "panel.json"
+    for _ in range(50):  # the storage writes through in the background
+        if "tokens" not in json.loads(stored_file.read_text()):
+            break
+        await page.wait_for_timeout(100)
+    assert "tokens" not in json.loads(stored_file.read_text()), "the ended session's tokens are gone from disk"
+    assert await page.evaluate("localStorage.length") == 0
     assert await remaining(db, user) == 10
     # Signing in again works and lands back in the panel.
     await page.fill("#signin-email", user.email)
     await page.fill("#signin-password", user.password)
     await page.click("#signin-submit")
     await expect(page.locator("#acct-credits")).to_have_text("10 credits")
+
+
+async def test_keys_work_outside_text_fields_the_browser_menu_is_gone_and_files_go_to_cep_documents(stack, db, open_panel,
+                                                                                                   tmp_path):
+    """CEP defects: Premiere keeps keys unless the panel registers interest; the page's own context menu
+    (Back, Forward, View Source) showed; an unsaved project's files went to ~/Documents, not the
+    Documents folder CEP reports (a redirected or OneDrive one on Windows)."""
+    user = await editor(stack, db, 10)
+    documents = tmp_path / "home" / "OneDrive" / "Documents"
+    unsaved = {"project": {"name": "Untitled", "path": ""},
+               "sequence": {"id": "seq-1", "name": "Main edit", "playhead": 3, "frameRate": 25,
+                            "audioTracks": [{"index": 0, "name": "A1", "locked": False, "clips": 0}]}}
+    panel = await open_panel(config={"documents": str(documents), "context": unsaved})
+    page = panel.page
+    interest = await page.evaluate("window.__sfxHarness.keyInterest")
+    for key in ({"keyCode": 27}, {"keyCode": 53}, {"keyCode": 13, "ctrlKey": True}, {"keyCode": 36, "metaKey": True}):
+        assert key in interest
+
+    menu = """sel => { const e = new MouseEvent('contextmenu', {bubbles: true, cancelable: true});
+                      document.querySelector(sel).dispatchEvent(e); return e.defaultPrevented; }"""
+    assert await page.evaluate(menu, "#view-signin h1") is True
+    assert await page.evaluate(menu, "#signin-email") is False, "text fields keep cut, copy and paste"
+
+    await panel.sign_in(stack, user)
+    await panel.describe("Paper rustles", 1)
+    await page.locator("#sfx-prompt").evaluate("el => el.blur()")
+    assert await page.evaluate("document.activeElement === document.body")
+    await page.keyboard.press("Control+Enter")
+    result = page.locator("#sfx-results .result").first
+    await expect(result).to_have_attribute("data-ready", "true")
+    path = Path(await result.get_attribute("data-path"))
+    assert path.parent == documents / "AI SFX"
+
+    await page.click("#btn-settings")
+    await expect(page.locator("#set-folder-hint")).to_have_text(
+        f"Empty: next to the saved project, else {documents / 'AI SFX'}.")
+
+
+async def test_an_update_offer_can_wait_or_install_through_the_updater_when_it_is_loaded(stack, db, open_panel):
+    """The update offer view over SFX.Updates' interface (core/updates.js, from the releases work): a
+    stand-in with that interface is loaded here, so the view's side of the contract is what is tested."""
+    user = await editor(stack, db, 10)
+    panel = await open_panel()
+    page = panel.page
+    await page.add_init_script(script="""
+        window.SFX = window.SFX || {};
+        window.__updates = {checks: [], installs: []};
+        window.SFX.Updates = {
+          check: (opts) => { window.__updates.checks.push({product: opts.product, installed: opts.installedVersion});
+                             return Promise.resolve({offer: {version: "0.2.0", size: 1572864, mandatory: false,
+                               url: "https://dl.example/sfx-0.2.0.zxp", sha256: "ab",
+                               notes_html: "<p>Faster <b>previews</b></p><img src=x onerror=alert(1)>"}}); },
+          install: (offer, opts) => { window.__updates.installs.push([offer.version, opts.installer.name]);
+                                      opts.onProgress(0.5, 786432, 1572864);
+                                      return new Promise((resolve) => setTimeout(resolve, 300)); },
+        };
+        // The CEP shell loads the installer from the extension folder by path, with Node's require.
+        window.__sfxExtraModules = {"/extension/cep/installer.js": {createInstaller: () => ({name: "cep-installer"})}};""")
+    await page.reload()
+    await panel.sign_in(stack, user)
+    offer = page.locator("#update-offer")
+    await expect(offer).to_be_visible()
+    await expect(page.locator("#update-title")).to_have_text("SFX Studio 0.2.0 is available")
+    await expect(page.locator("#update-size")).to_have_text(" · 1.5 MB")
+    await expect(page.locator("#update-notes")).to_have_text("Faster previews")
+    assert await page.locator("#update-notes img, #update-notes b").count() == 0, "notes are shown as text"
+    assert await page.evaluate("window.__updates.checks") == [{"product": "cep", "installed": "0.1.0"}]
+    await panel.describe("Rain on a tin roof", 2)
+    await expect(page.locator("#sfx-generate")).to_be_enabled()  # an optional update blocks nothing
+
+    await page.click("#update-later")
+    await expect(offer).to_be_hidden()
+    await page.click("#btn-settings")
+    await page.click("#settings-check-updates")
+    await expect(page.locator("#settings-update-status")).to_have_text("Version 0.2.0 is available.")
+    await page.click("#settings-close")
+    await expect(offer).to_be_visible()
+    await page.click("#update-install")
+    await expect(page.locator("#update-message")).to_have_text("Downloading… 50%")
+    await expect(page.locator("#update-install")).to_be_disabled()
+    await expect(page.locator("#update-message")).to_have_text("Installed. Restart Premiere Pro to use 0.2.0.")
+    assert await page.evaluate("window.__updates.installs") == [["0.2.0", "cep-installer"]]

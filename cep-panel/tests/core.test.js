@@ -9,11 +9,11 @@ const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 
-const { Client, TokenStore, KeyRing, ApiError, parseRetryAfter } = require("../js/core/api");
-const Pricing = require("../js/core/pricing");
-const { FileStore, safeName, nameFromPrompt } = require("../js/core/files");
-const Theme = require("../js/ui/theme");
-const { computePeaks } = require("../js/ui/waveform");
+const { Client, TokenStore, KeyRing, ApiError, parseRetryAfter } = require("../core/api");
+const Pricing = require("../core/pricing");
+const { FileStore, safeName, nameFromPrompt } = require("../core/files");
+const Theme = require("../ui/theme");
+const { computePeaks } = require("../ui/waveform");
 
 class MemoryStorage {
   constructor() {
@@ -262,7 +262,7 @@ test("the manifest, package.json and the panel page carry the same version, and 
   assert.match(manifest, /<RequiredRuntime Name="CSXS" Version="11\.0"\s*\/>/);
   assert.match(manifest, /<Parameter>--enable-nodejs<\/Parameter>/);
   assert.match(manifest, /<Parameter>--mixed-context<\/Parameter>/);
-  assert.match(manifest, /<ScriptPath>\.\/jsx\/host\.jsx<\/ScriptPath>/);
+  assert.match(manifest, /<ScriptPath>\.\/cep\/host\.jsx<\/ScriptPath>/);
   for (const icon of manifest.match(/\.\/icons\/[^<]+/g)) assert.ok(fs.existsSync(path.join(root, icon)), icon);
   const html = fs.readFileSync(path.join(root, "index.html"), "utf8");
   assert.match(html, new RegExp(`data-version="${version.replace(/\./g, "\\.")}"`));
@@ -270,14 +270,16 @@ test("the manifest, package.json and the panel page carry the same version, and 
 });
 
 test("only the CEP adapter talks to ExtendScript: no other panel script calls evalScript", () => {
-  const root = path.join(__dirname, "..", "js");
+  const root = path.join(__dirname, "..");
   const offenders = [];
   (function walk(dir) {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (/evalScript\s*\(/.test(fs.readFileSync(full, "utf8"))) offenders.push(path.relative(root, full));
+      if (entry.isDirectory()) {
+        if (!["node_modules", "tests"].includes(entry.name)) walk(full);
+      } else if (!entry.name.endsWith(".js")) continue;
+      if (entry.isFile() && /evalScript\s*\(/.test(fs.readFileSync(full, "utf8"))) offenders.push(path.relative(root, full));
     }
   })(root);
-  assert.deepEqual(offenders.sort(), ["host/cep-adapter.js", "lib/csinterface-lite.js"]);
+  assert.deepEqual(offenders.sort(), ["cep/csinterface-lite.js", "cep/host-adapter.js"]);
 });

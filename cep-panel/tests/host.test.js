@@ -9,7 +9,7 @@ const os = require("node:os");
 const path = require("node:path");
 
 const { premiere } = require("./premiere-sim");
-const { buildScript, decodeReply } = require("../js/host/cep-adapter");
+const { buildScript, decodeReply } = require("../cep/host-adapter");
 
 function tempWav(name = "door-slam-3f9a.wav") {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sfx host "));

@@ -214,7 +214,7 @@ const STRIP_ES5 = `
  * Builds a Premiere: `premiere({project: {...} | null, sequence: {...} | null})`.
  * Returns {context, app, project, sequence, revealed, evalScript(script) -> string}.
  */
-function premiere({ project = {}, sequence = {}, hostFile = path.join(__dirname, "..", "jsx", "host.jsx") } = {}) {
+function premiere({ project = {}, sequence = {}, hostFile = path.join(__dirname, "..", "cep", "host.jsx") } = {}) {
   const revealed = [];
   const { File, Folder } = makeFileClasses(revealed);
   const proj = project === null ? null : new Project(project);

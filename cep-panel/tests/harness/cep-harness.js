@@ -6,6 +6,8 @@
  *   - window.cep.util        openURLInDefaultBrowser (recorded)
  *   - window.require         Node-like "fs" (promises API), "path" and "os"; fs is backed by an exposed
  *                            test function (window.__sfxFs) so files really land on disk
+ *   - getSystemPath          userData and myDocuments inside the test's sandbox (config.documents may
+ *                            point Documents elsewhere, as a OneDrive-redirected folder would be)
  * The panel code is not changed for tests. Configuration arrives as window.__SFX_HARNESS_CONFIG__.
  */
 (function () {
@@ -23,6 +25,7 @@
     calls: [],
     opened: [],
     replies: {},
+    keyInterest: null,
     context: config.context || {
       project: { name: "Film.prproj", path: (config.home || "/tmp") + "/Projects/Film/Film.prproj" },
       sequence: { id: "seq-1", name: "Main edit", playhead: 12.5, frameRate: 25, audioTracks: [{ index: 0, name: "A1", locked: false, clips: 1 }, { index: 1, name: "A2", locked: false, clips: 0 }] },
@@ -92,8 +95,15 @@
         callback(answer);
       }, 5);
     },
-    getSystemPath: function () {
-      return "file:///extension";
+    /** CEP answers file: URIs; the user's folders live in the test's sandbox. */
+    getSystemPath: function (type) {
+      var home = config.home || "/tmp";
+      var paths = { extension: "/extension", userData: home + "/Library/Application Support", myDocuments: config.documents || home + "/Documents" };
+      return "file://" + encodeURI(paths[type] || home);
+    },
+    registerKeyEventsInterest: function (json) {
+      harness.keyInterest = JSON.parse(json);
+      return true;
     },
     addEventListener: function (type, fn) {
       (listeners[type] = listeners[type] || []).push(fn);
@@ -148,6 +158,9 @@
         var bytes = typeof data === "string" ? new TextEncoder().encode(data) : new Uint8Array(data.buffer || data, data.byteOffset || 0, data.byteLength);
         return fsCall("writeFile", { path: path, data: toBase64(bytes), flag: (options && options.flag) || "w" });
       },
+      rename: function (from, to) {
+        return fsCall("rename", { path: from, to: to });
+      },
       readFile: function (path) {
         return fsCall("readFile", { path: path }).then(function (r) {
           return fromBase64(r.data);
@@ -192,7 +205,10 @@
     },
   };
   var modules = { fs: fs, path: path, os: os };
+  // A test may add modules the extension would load by path (window.__sfxExtraModules, set before load).
   window.require = function (name) {
+    var extra = window.__sfxExtraModules || {};
+    if (extra[name]) return extra[name];
     if (!modules[name]) throw new Error("Cannot find module '" + name + "'");
     return modules[name];
   };

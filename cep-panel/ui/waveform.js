@@ -1,6 +1,7 @@
 /*
- * Waveform previews: decode with WebAudio, reduce to one min/max pair per pixel column, draw on a
- * canvas, and play/stop with a moving playhead. Decoding happens once per result.
+ * Waveform previews: the WAV's own samples (core/wav.js) reduced to one min/max pair per pixel column
+ * and drawn on a canvas, with a playhead while the shell's player plays. Playing is the shell's job
+ * (an audio element in CEP, Premiere's Source Monitor in UXP, which has no Web Audio).
  */
 (function (factory) {
   var api = factory();
@@ -35,27 +36,9 @@
     return peaks;
   }
 
-  var context = null;
-  function audioContext() {
-    if (!context) {
-      var Ctor = window.AudioContext || window.webkitAudioContext;
-      context = new Ctor();
-    }
-    return context;
-  }
-
-  /** @param {ArrayBuffer} bytes @returns {Promise<AudioBuffer>} */
-  function decode(bytes) {
-    var copy = bytes.slice(0);
-    var ctx = audioContext();
-    return new Promise(function (resolve, reject) {
-      var p = ctx.decodeAudioData(copy, resolve, reject);
-      if (p && p.then) p.then(resolve, reject);
-    });
-  }
-
   function cssVar(canvas, name) {
-    return getComputedStyle(canvas).getPropertyValue(name).trim() || "#6ea8eb";
+    var value = typeof getComputedStyle === "function" ? getComputedStyle(canvas).getPropertyValue(name) : "";
+    return String(value || "").trim() || "#6ea8eb";
   }
 
   /** Draws peaks; progress (0..1) colours the part already played. */
@@ -66,7 +49,7 @@
     if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
     if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
     var g = canvas.getContext("2d");
-    g.setTransform(ratio, 0, 0, ratio, 0, 0);
+    if (g.setTransform) g.setTransform(ratio, 0, 0, ratio, 0, 0);
     g.clearRect(0, 0, width, height);
     var mid = height / 2;
     var played = cssVar(canvas, "--wave-played");
@@ -85,77 +68,71 @@
     }
   }
 
-  /**
-   * A waveform view bound to a canvas: render(buffer), toggle() play/stop. Only one plays at a time.
-   */
   var playing = null;
-  function View(canvas, onState) {
+
+  /**
+   * A waveform bound to a canvas. start() asks the shell to play and resolves with a handle
+   * {stop(), progress() -> 0..1 | null, onended}; only one view plays at a time.
+   */
+  function View(canvas, onState, start) {
     this.canvas = canvas;
     this.onState = onState || function () {};
-    this.buffer = null;
+    this.start = start;
     this.peaks = null;
-    this.source = null;
-    this.startedAt = 0;
+    this.handle = null;
     this.frame = 0;
   }
-  View.prototype.render = function (buffer) {
-    this.buffer = buffer;
-    var channels = [];
-    for (var c = 0; c < buffer.numberOfChannels; c++) channels.push(buffer.getChannelData(c));
+  /** @param {{channels: Float32Array[]}} decoded */
+  View.prototype.render = function (decoded) {
     var width = this.canvas.clientWidth || 240;
-    this.peaks = computePeaks(channels, Math.max(32, Math.floor(width / 2)));
+    this.peaks = computePeaks(decoded.channels, Math.max(32, Math.floor(width / 2)));
     draw(this.canvas, this.peaks, 0);
     this.canvas.setAttribute("data-peaks", String(this.peaks.length));
   };
   View.prototype.redraw = function () {
-    if (this.peaks) draw(this.canvas, this.peaks, this.progress());
-  };
-  View.prototype.progress = function () {
-    if (!this.source || !this.buffer) return 0;
-    return Math.min(1, (audioContext().currentTime - this.startedAt) / this.buffer.duration);
+    if (this.peaks) draw(this.canvas, this.peaks, this.handle ? this.handle.progress() || 0 : 0);
   };
   View.prototype.play = function () {
     var self = this;
-    if (!self.buffer) return;
     if (playing && playing !== self) playing.stop();
-    var ctx = audioContext();
-    if (ctx.state === "suspended" && ctx.resume) ctx.resume();
-    var source = ctx.createBufferSource();
-    source.buffer = self.buffer;
-    source.connect(ctx.destination);
-    source.onended = function () {
-      if (self.source === source) self.stop();
-    };
-    self.source = source;
-    self.startedAt = ctx.currentTime;
-    source.start();
     playing = self;
     self.onState(true);
-    (function tick() {
-      if (self.source !== source) return;
-      draw(self.canvas, self.peaks, self.progress());
-      self.frame = requestAnimationFrame(tick);
-    })();
+    return Promise.resolve(self.start()).then(
+      function (handle) {
+        if (playing !== self) return handle.stop();
+        self.handle = handle;
+        handle.onended = function () {
+          if (self.handle === handle) self.stop();
+        };
+        var raf = window.requestAnimationFrame || function (fn) { return setTimeout(fn, 40); };
+        (function tick() {
+          if (self.handle !== handle) return;
+          self.redraw();
+          self.frame = raf(tick);
+        })();
+      },
+      function (error) {
+        if (playing === self) playing = null;
+        self.onState(false);
+        throw error;
+      }
+    );
   };
   View.prototype.stop = function () {
-    var source = this.source;
-    this.source = null;
-    cancelAnimationFrame(this.frame);
-    if (source) {
-      try {
-        source.stop();
-      } catch (e) {
-        /* already ended */
-      }
-    }
+    var handle = this.handle;
+    this.handle = null;
+    if (handle) handle.stop();
     if (playing === this) playing = null;
-    if (this.peaks) draw(this.canvas, this.peaks, 0);
+    this.redraw();
     this.onState(false);
   };
   View.prototype.toggle = function () {
-    if (this.source) this.stop();
-    else this.play();
+    if (playing === this) {
+      this.stop();
+      return Promise.resolve();
+    }
+    return this.play();
   };
 
-  return { computePeaks: computePeaks, decode: decode, draw: draw, View: View };
+  return { computePeaks: computePeaks, draw: draw, View: View };
 });

@@ -1,8 +1,8 @@
 /*
  * Where generated audio lands on disk: an output folder (beside the saved project, else
- * ~/Documents/AI SFX, or the user's choice), readable unique names, never overwriting a file.
- * Uses Node's fs/path/os, available in CEP with --enable-nodejs; everything is async so the panel
- * never blocks Premiere's UI while writing.
+ * the user's Documents/AI SFX, or the user's choice), readable unique names, never overwriting a file.
+ * Works over Node's fs/path/os shape: Node itself in CEP (--enable-nodejs), UXP's fs wrapped to the
+ * same shape in uxp/files.js. Everything is async so the panel never blocks Premiere's UI.
  */
 (function (factory) {
   var api = factory();
@@ -58,11 +58,14 @@
 
   /**
    * @param {{fs: any, path: any, os: any}} node Node's modules (or the same shape)
+   * @param {{documents?: string}} [options] the user's Documents folder as the host reports it (CEP's
+   *   system path follows a redirected or OneDrive Documents folder on Windows; ~/Documents does not)
    */
-  function FileStore(node) {
+  function FileStore(node, options) {
     this.fs = node.fs;
     this.path = node.path;
     this.os = node.os;
+    this.documents = (options && options.documents) || "";
   }
 
   /** The folder new files go to: the configured one, else beside the saved project, else Documents. */
@@ -72,7 +75,7 @@
     if (projectPath && /\.prproj$/i.test(projectPath) && this.path.isAbsolute(projectPath)) {
       return this.path.join(this.path.dirname(projectPath), FOLDER_NAME);
     }
-    return this.path.join(this.os.homedir(), "Documents", FOLDER_NAME);
+    return this.path.join(this.documents || this.path.join(this.os.homedir(), "Documents"), FOLDER_NAME);
   };
 
   /**
@@ -122,11 +125,11 @@
   };
 
   /** A FileStore over Node's modules, or null when the panel runs without Node (plain browser). */
-  function fromNode() {
+  function fromNode(options) {
     var req = nodeRequire();
     if (!req) return null;
     try {
-      return new FileStore({ fs: req("fs"), path: req("path"), os: req("os") });
+      return new FileStore({ fs: req("fs"), path: req("path"), os: req("os") }, options);
     } catch (e) {
       return null;
     }

@@ -2,7 +2,7 @@
  * The slice of Adobe's CSInterface API this panel uses, written over CEP's native bridge
  * (window.__adobe_cep__) so the extension ships no third-party code. Same method names and
  * behaviour as CSInterface 11 for: evalScript, getHostEnvironment/hostEnvironment, getSystemPath,
- * addEventListener/removeEventListener, openURLInDefaultBrowser, getExtensionID.
+ * addEventListener/removeEventListener, openURLInDefaultBrowser, getExtensionID, registerKeyEventsInterest.
  */
 (function () {
   "use strict";
@@ -34,6 +34,10 @@
   };
   CSInterface.prototype.openURLInDefaultBrowser = function (url) {
     return window.cep && window.cep.util ? window.cep.util.openURLInDefaultBrowser(url) : window.open(url, "_blank");
+  };
+  /** @param {string} keyEventsInterest JSON list of {keyCode, ctrlKey?, metaKey?, ...} the panel wants */
+  CSInterface.prototype.registerKeyEventsInterest = function (keyEventsInterest) {
+    return bridge.registerKeyEventsInterest(keyEventsInterest);
   };
   CSInterface.prototype.getExtensionID = function () {
     return bridge.getExtensionId();

@@ -1,24 +1,6 @@
 /*
- * Host adapter: the panel's only way into Premiere Pro.
- *
- * The UI talks to this interface and nothing else; the CEP implementation below is the only place that
- * calls CSInterface.evalScript. A UXP build (require("premierepro"), async API) implements the same
- * interface and the UI does not change. Every method except info/openURL/getTheme/onThemeChange returns
- * a Promise; failures reject with a HostError {code, message}. See cep-panel/README.md for the codes.
- *
- *   info()                         -> {adapter, host, hostVersion}
- *   getContext()                   -> {project: {name, path} | null,
- *                                      sequence: {id, name, playhead, frameRate,
- *                                                 audioTracks: [{index, name, locked, clips}]} | null}
- *   importAndPlace(file, options)  -> {placed: true, track, trackName, time, bin, item, sequence}
- *                                   | {placed: false, reason: "no_sequence", message, bin, item}
- *       options: {duration (s), bin (name), track ("auto" | 0-based index), time (s, default playhead)}
- *   importToBin(file, bin)         -> {bin, item, imported, binCreated}
- *   getMarkers()                   -> {sequence, markers: [{time, end, name, comments}]}
- *   revealFile(file)               -> {folder}
- *   openURL(url)                   -> undefined (opens the default browser)
- *   getTheme()                     -> {background: {red, green, blue}, fontSize, fontFamily}
- *   onThemeChange(callback)        -> unsubscribe function; callback(theme)
+ * The CEP host adapter: the contract of core/host.js over ExtendScript. It is the only place that
+ * calls CSInterface.evalScript; cep/host.jsx answers every call with a JSON envelope.
  */
 (function (factory) {
   var api = factory();
@@ -30,17 +12,11 @@
 })(function () {
   "use strict";
 
+  var HostError = typeof window !== "undefined" && window.SFX && window.SFX.HostError ? window.SFX.HostError : require("../core/host").HostError;
+
   var THEME_EVENT = "com.adobe.csxs.events.ThemeColorChanged";
   var CALL_TIMEOUT_MS = 30000;
   var CALLS = ["ping", "getContext", "importAndPlace", "importToBin", "getMarkers", "revealFile"];
-
-  function HostError(code, message) {
-    this.name = "HostError";
-    this.code = code;
-    this.message = message;
-  }
-  HostError.prototype = Object.create(Error.prototype);
-  HostError.prototype.constructor = HostError;
 
   /** The exact script evaluated for a host call; arguments travel URI-encoded inside a double-quoted literal. */
   function buildScript(name, args) {
@@ -103,7 +79,7 @@
         loading = evalScript("typeof SFXHost").then(function (kind) {
           if (kind === "object") return;
           var dir = csInterface.getSystemPath ? csInterface.getSystemPath("extension") : "";
-          var file = encodeURIComponent(dir + "/jsx/host.jsx");
+          var file = encodeURIComponent(dir + "/cep/host.jsx");
           return evalScript('$.evalFile(decodeURIComponent("' + file + '"))');
         });
         loading.catch(function () {
@@ -125,7 +101,7 @@
     return {
       info: function () {
         var theme = readTheme(csInterface);
-        return { adapter: "cep", host: "PPRO", hostVersion: theme.hostVersion || "" };
+        return { adapter: "cep", host: "PPRO", hostVersion: theme.hostVersion || "", lockedTracksKnown: true };
       },
       getContext: function () {
         return call("getContext", {});
@@ -148,6 +124,10 @@
       },
       revealFile: function (file) {
         return call("revealFile", { path: file });
+      },
+      preview: function () {
+        // CEP plays previews in the panel itself (cep/player.js).
+        return Promise.resolve({ opened: false });
       },
       openURL: function (url) {
         if (typeof csInterface.openURLInDefaultBrowser === "function") csInterface.openURLInDefaultBrowser(url);
@@ -175,13 +155,14 @@
     }
     return {
       info: function () {
-        return { adapter: "none", host: "", hostVersion: "" };
+        return { adapter: "none", host: "", hostVersion: "", lockedTracksKnown: true };
       },
       getContext: refuse,
       importAndPlace: refuse,
       importToBin: refuse,
       getMarkers: refuse,
       revealFile: refuse,
+      preview: refuse,
       openURL: function (url) {
         window.open(url, "_blank");
       },

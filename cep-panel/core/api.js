@@ -43,7 +43,7 @@
     return !!error && (error.name === "AbortError" || error.code === 20);
   }
 
-  /** Token pair kept in the panel's storage (localStorage in CEP) so Premiere restarts stay signed in. */
+  /** Token pair over a Web Storage-like object (tests); the panel uses the storage adapter's tokenStore. */
   function TokenStore(storage) {
     this.storage = storage;
   }
@@ -63,10 +63,15 @@
   };
 
   /**
-   * @param {{baseUrl: string, fetch: Function, tokens: TokenStore, now?: () => number, onSignedOut?: Function}} options
+   * @param {{baseUrl: string, fetch: Function, tokens: TokenStore, now?: () => number, onSignedOut?: Function,
+   *          panelVersion?: string, panelProduct?: string}} options
+   *   panelVersion/panelProduct ("cep" or "uxp") go out on every call, so the server can answer 426
+   *   panel_outdated to a build it no longer supports and count which builds are in use.
    */
   function Client(options) {
     this.baseUrl = String(options.baseUrl || "").replace(/\/+$/, "");
+    this.panelVersion = options.panelVersion || "";
+    this.panelProduct = options.panelProduct || "";
     this.fetchImpl = options.fetch;
     this.tokens = options.tokens;
     this.now = options.now || Date.now;
@@ -97,6 +102,8 @@
 
   Client.prototype.send = function (method, path, opts) {
     var headers = { Accept: "application/json" };
+    if (this.panelVersion) headers["X-Panel-Version"] = this.panelVersion;
+    if (this.panelProduct) headers["X-Panel-Product"] = this.panelProduct;
     var extra = opts.headers || {};
     for (var name in extra) headers[name] = extra[name];
     var init = { method: method, headers: headers, signal: opts.signal };
@@ -266,11 +273,40 @@
     return this.json("POST", path, { body: body, signal: signal, headers: { "Idempotency-Key": idempotencyKey } });
   };
 
-  /** Audio bytes of a generation (a download_url or an id); downloading again never charges. */
-  Client.prototype.audio = function (urlOrId, signal) {
+  /**
+   * Audio bytes of a generation (a download_url or an id); downloading again never charges.
+   * onProgress(received, total) follows the download when the runtime can stream the body.
+   */
+  Client.prototype.audio = function (urlOrId, signal, onProgress) {
     var path = /^(https?:)?\//i.test(urlOrId) ? urlOrId : "/v1/generations/" + encodeURIComponent(urlOrId) + "/audio";
     return this.request("GET", path, { signal: signal, headers: { Accept: "audio/*" } }).then(function (response) {
-      return response.arrayBuffer();
+      var total = Number(response.headers.get("Content-Length")) || 0;
+      if (!onProgress || !response.body || typeof response.body.getReader !== "function") return response.arrayBuffer();
+      var reader = response.body.getReader();
+      var chunks = [];
+      var received = 0;
+      onProgress(0, total);
+      function pump() {
+        return reader.read().then(function (step) {
+          if (step.done) {
+            var out = new Uint8Array(received);
+            var at = 0;
+            for (var i = 0; i < chunks.length; i++) {
+              out.set(chunks[i], at);
+              at += chunks[i].length;
+            }
+            return out.buffer;
+          }
+          chunks.push(step.value);
+          received += step.value.length;
+          onProgress(received, total);
+          return pump();
+        });
+      }
+      return pump().then(null, function (error) {
+        if (isAbort(error)) throw new ApiError(0, "cancelled", "Cancelled.");
+        throw new ApiError(0, "network", "The download was interrupted. Check your connection.", { cause: String(error && error.message) });
+      });
     });
   };
 
