@@ -117,6 +117,29 @@ class Settings:
     update_signing_key: str = env("UPDATE_SIGNING_KEY", "base64 Ed25519 private key signing panel update manifests", DEV_PLACEHOLDER, secret=True)
     smtp_url: str = env("SMTP_URL", "smtp://user:pass@host:port for outgoing mail; empty keeps mail in the outbox table", "", secret=True)
 
+    # --- alerts and business figures (server/alerts, server/business) ---
+    topup_url: str = env("TOPUP_URL", "where usage mails and the panel's low-credit banner send users to top up or upgrade (default: PUBLIC_URL/billing)", "")
+    alert_emails: str = env("ALERT_EMAILS", "addresses that get key-bank alerts, separated by commas; empty: every active admin account", "")
+    alert_webhook_url: str = env("ALERT_WEBHOOK_URL", "optional URL key-bank alerts are also POSTed to as JSON {\"text\": ...} (Slack, Mattermost, Teams)", "", secret=True)
+    alert_check_interval: float = env("ALERT_CHECK_INTERVAL", "seconds between key-bank checks and usage-mail retries (each worker; incidents are told once)", 60.0, kind=float)
+    alert_pool_min_days: float = env("ALERT_POOL_MIN_DAYS", "alert when a provider's remaining quota lasts fewer days than this at the last 7 days' burn rate", 5.0, kind=float)
+    upstream_prices: str = env(
+        "UPSTREAM_PRICES",
+        "US dollars per 1,000 characters or tokens as provider=price pairs separated by commas; prices upstream cost on the business page",
+        "elevenlabs=0.30,openai=0.002,anthropic=0.003",
+    )
+
+    @property
+    def topup_link(self) -> str:
+        return self.topup_url or self.public_url.rstrip("/") + "/billing"
+
+    @property
+    def upstream_price_per_1000(self) -> dict[str, float]:
+        try:
+            return {k: float(v) for k, v in parse_pairs(self.upstream_prices, "UPSTREAM_PRICES").items()}
+        except ValueError:
+            raise SettingsError("UPSTREAM_PRICES prices must be numbers") from None
+
     # --- helpers ---------------------------------------------------------
 
     @property
@@ -220,6 +243,7 @@ class Settings:
         if self.workers < 1:
             raise SettingsError("WORKERS must be at least 1")
         self.trusted_networks  # noqa: B018  (parses TRUSTED_PROXIES: a typo fails at start, not per request)
+        self.upstream_price_per_1000  # noqa: B018  (a typo in UPSTREAM_PRICES fails at start)
         if self.max_json_bytes < 1024:
             raise SettingsError("MAX_JSON_BYTES must be at least 1024")
         if self.is_production and self.bcrypt_cost < 10:

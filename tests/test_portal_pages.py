@@ -22,7 +22,8 @@ PUBLIC = ["/pricing", "/downloads", "/signin", "/signup", "/forgot-password", "/
           "/signup/check-inbox", "/verify-email?token=unknown"]
 CUSTOMER = ["/dashboard", "/billing", "/devices", "/account"]
 ADMIN = ["/admin", "/admin/users", "/admin/users/{user}", "/admin/usage", "/admin/usage?days=7", "/admin/keys",
-         "/admin/audit", "/admin/outbox", "/admin/outbox/{mail}"]
+         "/admin/audit", "/admin/outbox", "/admin/outbox/{mail}",
+         "/admin/business", "/admin/business?month=2025-12", "/admin/business.csv"]
 OTHER = ["/", "/audio/{generation}", "/static/portal.css", "/billing/checkout?plan=free"]
 
 

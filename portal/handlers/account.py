@@ -10,8 +10,10 @@ from aiohttp import web
 
 from portal import accounts, charts, domains, repo
 from portal.forms import field_errors, form_data, parse_uuid
+from portal.handlers import alerts
 from portal.sessions import PortalUser, end_all_sessions, end_session, flash, start_session
 from portal.web import redirect, render, require_user
+from server.alerts.usage import forecast as usage_forecast
 from server.appkeys import DB, SETTINGS
 from server.auth import service as auth
 from server.auth import verification
@@ -68,6 +70,7 @@ async def dashboard(request: web.Request) -> web.Response:
             "summary": summary,
             "subscription": subscription,
             "chart": await usage_chart(pool, user.id, start, end),
+            "forecast": usage_forecast(summary, datetime.now(timezone.utc)),
             "generations": generations,
         },
     )
@@ -116,7 +119,8 @@ async def revoke_device(request: web.Request) -> web.Response:
 async def account_page(request: web.Request, user: PortalUser, *, errors: dict | None = None, section: str = "", status: int = 200) -> web.Response:
     return await render(
         request, "account.html",
-        {"page_title": "Account", "errors": errors or {}, "section": section, "account": await repo.user_row(request.app[DB], user.id)},
+        {"page_title": "Account", "errors": errors or {}, "section": section, "account": await repo.user_row(request.app[DB], user.id),
+         **await alerts.usage_mail_context(request, user)},
         status=status,
     )
 

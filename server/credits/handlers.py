@@ -8,11 +8,12 @@ from datetime import datetime
 import pydantic
 from aiohttp import web
 
-from server.appkeys import DB
+from server.appkeys import DB, SETTINGS
 from server.auth.service import authenticate, get_account
 from server.credits import service
 from server.credits.models import CreditSummary, Plan
 from server.credits.pricing import PricingRule
+from server.settings import Settings
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import Unauthorized
 
@@ -104,10 +105,20 @@ class MeCredits(pydantic.BaseModel):
     period_end: datetime
     unlimited: bool
     past_due: bool
+    used_percent: float | None = pydantic.Field(
+        None, description="Share of the period's allowance used, 0-100+; null when unlimited or without an allowance")
+    low: bool = pydantic.Field(False, description="Fewer than 20% of the period's credits remain (the panel's low-credit banner)")
+    topup_url: str = pydantic.Field("", description="Where to buy a credit pack")
+    upgrade_url: str = pydantic.Field("", description="Where to move to a larger plan")
 
     @classmethod
-    def of(cls, s: CreditSummary) -> "MeCredits":
+    def of(cls, s: CreditSummary, settings: Settings | None = None) -> "MeCredits":
+        total = (s.remaining or 0) + s.used + s.reserved  # what the dashboard's meter counts from
         return cls(
+            used_percent=round(100 * s.used / s.allowance, 1) if s.allowance and not s.unlimited else None,
+            low=not s.unlimited and total > 0 and (s.remaining or 0) * 5 < total,
+            topup_url=settings.topup_link if settings else "",
+            upgrade_url=settings.upgrade_url if settings else "",
             allowance=s.allowance,
             used=s.used,
             reserved=s.reserved,
@@ -151,7 +162,7 @@ async def me(request: web.Request) -> web.Response:
         user=MeUser(id=account.id, email=account.email, role=account.role, status=account.status,
                     created_at=account.created_at, email_verified=account.email_verified),
         plan=PlanInfo.of(credits.plan),
-        credits=MeCredits.of(credits),
+        credits=MeCredits.of(credits, request.app[SETTINGS]),
     )
     return json_response(body, headers={"Cache-Control": "no-store"})
 

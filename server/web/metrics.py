@@ -36,5 +36,25 @@ class Metrics:
             "credit_holds_expired_total", "Credit holds released by the sweep after their TTL", registry=self.registry
         )
 
+        # Key-bank and cost gauges (server/alerts): refreshed from Postgres and Redis every
+        # ALERT_CHECK_INTERVAL, so every worker exports the same figures; deploy/prometheus/alerts.yml
+        # holds the alerts built on them.
+        self.keybank_keys = Gauge(
+            "keybank_keys", "Provider keys by state: active, cooling, exhausted, disabled, invalid", ["provider", "state"],
+            registry=self.registry,
+        )
+        self.pool_remaining = Gauge(
+            "keybank_pool_remaining_units", "Quota left on the keys in rotation (characters or tokens)", ["provider"],
+            registry=self.registry,
+        )
+        self.pool_burn = Gauge(
+            "keybank_pool_burn_units_per_day", "Units spent per day, averaged over the last 7 days", ["provider"],
+            registry=self.registry,
+        )
+        self.upstream_cost = Gauge(
+            "upstream_cost_month_dollars", "Upstream cost of the calendar month so far, at UPSTREAM_PRICES", ["provider"],
+            registry=self.registry,
+        )
+
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
