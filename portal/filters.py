@@ -24,8 +24,9 @@ def money(cents: Any, currency: str = "usd") -> str:
     if cents is None:
         return "—"
     symbol = CURRENCY_SYMBOLS.get((currency or "usd").lower())
-    amount = f"{int(cents) / 100:,.2f}"
-    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
+    sign = "-" if int(cents) < 0 else ""  # -$27.00, not $-27.00
+    amount = f"{abs(int(cents)) / 100:,.2f}"
+    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency.upper()}"
 
 
 def _aware(value: datetime) -> datetime:

@@ -50,7 +50,7 @@ async def _report(request: web.Request) -> business.Report:
 async def business_page(request: web.Request) -> web.Response:
     await require_admin(request)
     report = await _report(request)
-    labels = [f"{m.month:%b %Y}" for m in report.history]
+    labels = [f"{m.month:%b %y}" for m in report.history]
     dollars = lambda cents: round(cents / 100, 2)  # noqa: E731
     plan_labels = [c.plan for c in report.by_plan]
     context = {
