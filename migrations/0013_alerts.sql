@@ -44,8 +44,9 @@ $$;
 CREATE TRIGGER credit_accounts_usage_threshold
     AFTER UPDATE OF used ON credit_accounts
     FOR EACH ROW
+    -- bigint: 5 x an integer allowance or use can pass 2^31.
     WHEN (NEW.allowance > 0 AND NEW.used > OLD.used AND NEW.period_seq = OLD.period_seq
-          AND ((OLD.used * 5 < NEW.allowance * 4 AND NEW.used * 5 >= NEW.allowance * 4)
+          AND ((OLD.used::bigint * 5 < NEW.allowance::bigint * 4 AND NEW.used::bigint * 5 >= NEW.allowance::bigint * 4)
                OR (OLD.used < NEW.allowance AND NEW.used >= NEW.allowance)))
     EXECUTE FUNCTION usage_alert_notify();
 

@@ -96,6 +96,14 @@ async def test_each_threshold_mails_once_per_period_and_a_new_period_mails_again
     assert "80%" in mails[2]["subject"]
 
 
+async def test_an_allowance_near_the_integer_limit_is_charged_and_alerted_without_overflow(client, db):
+    user = await sign_up_user(client)
+    await grant(db, user, 2_000_000_000, days_ago=1, key="big")
+    await spend(db, user["id"], 1_600_000_000, "a")
+    [mail] = await wait_for_mails(db, user["email"], 1)
+    assert "You have used 1,600,000,000 of the 2,000,000,000 credits" in mail["body"]
+
+
 async def test_no_mail_when_the_customer_turned_usage_mails_off(client, db):
     user = await sign_up_user(client)
     await usage.set_mails_enabled(db, user["id"], False)

@@ -28,7 +28,7 @@ WITH crossed AS (
      WHERE ($1::uuid IS NULL OR a.user_id = $1)
        AND a.allowance > 0
        AND a.period_end > now()
-       AND a.used * 100 >= a.allowance * t.threshold
+       AND a.used::bigint * 100 >= a.allowance::bigint * t.threshold
        AND NOT EXISTS (SELECT 1 FROM usage_alerts u
                         WHERE u.user_id = a.user_id AND u.period_seq = a.period_seq AND u.threshold = t.threshold)
        FOR SHARE OF a
