@@ -10,9 +10,9 @@ CREATE TABLE usage_alert_settings (
 );
 
 -- One row per user, period and threshold: the primary key is what makes a mail go out once,
--- whichever worker (or how many at the same moment) noticed the crossing. `claimed_at` is
--- when a worker took the row to deliver; a row left 'sending' by a crashed worker, or
--- 'failed', is taken again by the sweep.
+-- however many noticed the crossing at the same moment (every listening worker hears the
+-- capture's announcement, and the sweep looks too). `claimed_at` is when a worker took the row
+-- to deliver; a row left 'sending' by a crashed worker, or 'failed', is taken again by the sweep.
 CREATE TABLE usage_alerts (
     user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     period_seq  integer NOT NULL,
@@ -27,28 +27,6 @@ CREATE TABLE usage_alerts (
     PRIMARY KEY (user_id, period_seq, threshold)
 );
 CREATE INDEX usage_alerts_retry ON usage_alerts (claimed_at) WHERE status IN ('sending', 'failed');
-
--- The capture of a generation's credits is where a threshold is crossed. The check is the
--- trigger's WHEN clause, evaluated in C on the row the capture already updates (no function
--- call unless a threshold was crossed); the notification is delivered only if the capture
--- commits, so a rolled-back charge never mails. Captures of one account are serialised by its
--- row lock, so exactly one capture crosses each threshold; the primary key above still guards
--- every other way in (the sweep, several listening workers).
-CREATE FUNCTION usage_alert_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('usage_threshold', NEW.user_id::text);
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER credit_accounts_usage_threshold
-    AFTER UPDATE OF used ON credit_accounts
-    FOR EACH ROW
-    -- bigint: 5 x an integer allowance or use can pass 2^31.
-    WHEN (NEW.allowance > 0 AND NEW.used > OLD.used AND NEW.period_seq = OLD.period_seq
-          AND ((OLD.used::bigint * 5 < NEW.allowance::bigint * 4 AND NEW.used::bigint * 5 >= NEW.allowance::bigint * 4)
-               OR (OLD.used < NEW.allowance AND NEW.used >= NEW.allowance)))
-    EXECUTE FUNCTION usage_alert_notify();
 
 -- Operators' incidents (a key disabled as invalid, a key exhausted, the pool running dry, every
 -- key cooling down). At most one open incident per kind and subject: opening is an insert that

@@ -17,8 +17,11 @@ from generation_support import assert_books_balance, post, user_with
 from server.alerts import check_once, usage
 from server.app import create_app
 from server.credits import service as credits
+from helpers import DEFAULT_PASSWORD
+from server.auth.service import create_user
 from server.credits.models import CreditSummary, Plan
-from server.mail import MAIL
+from server.credits.service import crossed_threshold
+from server.mail import OutboxMailSender
 
 SFX = {"prompt": "door knock", "duration_seconds": 2}  # 1 credit
 
@@ -68,11 +71,13 @@ async def test_80_percent_mail_goes_out_exactly_once_when_50_concurrent_generati
     await asyncio.sleep(0.3)
     assert await mails_to(db, user.email) == [mail]
     assert "80% of this period's credits used" in mail["subject"]
-    assert "You have used 50 of the 60 credits" in mail["body"]
     assert "Top up: http://127.0.0.1:8080/billing" in mail["body"]
     assert "Upgrade: http://127.0.0.1:8080/pricing" in mail["body"]
-    rows = await db.fetch("SELECT threshold, status, used, allowance FROM usage_alerts WHERE user_id = $1", user.user_id)
-    assert [dict(r) for r in rows] == [{"threshold": 80, "status": "mailed", "used": 50, "allowance": 60}]
+    [row] = await db.fetch("SELECT threshold, status, used, allowance FROM usage_alerts WHERE user_id = $1", user.user_id)
+    assert (row["threshold"], row["status"], row["allowance"]) == (80, "mailed", 60)
+    # The use as the mail was written: at least the 48 that crossed 80%, at most all 50.
+    assert 48 <= row["used"] <= 50
+    assert f"You have used {row['used']} of the 60 credits" in mail["body"]
     await assert_books_balance(db)
 
 
@@ -118,43 +123,43 @@ async def test_no_mail_when_the_customer_turned_usage_mails_off(client, db):
     assert statuses[100] == "opted_out" and statuses[80] in ("opted_out", "skipped")
 
 
-async def test_a_crossing_nobody_heard_is_mailed_once_by_the_sweep_however_many_run_at_once(client, db, settings):
-    user = await sign_up_user(client)
+async def test_a_crossing_nobody_heard_is_mailed_once_by_the_sweep_however_many_run_at_once(db, settings):
+    # No app is running, so nobody listens to the capture's announcement.
+    user = await user_without_app(db, settings)
     await grant(db, user, 10, days_ago=1, key="p1")
-    # The listener is bypassed: the rows are written as if no worker was running.
-    await db.execute("ALTER TABLE credit_accounts DISABLE TRIGGER credit_accounts_usage_threshold")
-    try:
-        await spend(db, user["id"], 9, "a")
-    finally:
-        await db.execute("ALTER TABLE credit_accounts ENABLE TRIGGER credit_accounts_usage_threshold")
-    await asyncio.sleep(0.2)
+    await spend(db, user["id"], 9, "a")
     assert await mails_to(db, user["email"]) == []
-    app = client.server.app
-    sent = await asyncio.gather(*(usage.sweep(db, app[MAIL], settings) for _ in range(20)))
+    sent = await asyncio.gather(*(usage.sweep(db, OutboxMailSender(db), settings) for _ in range(20)))
     assert sum(sent) == 1
     assert len(await mails_to(db, user["email"])) == 1
 
 
-async def test_a_failed_mail_is_tried_again_by_the_sweep(client, db, settings):
-    user = await sign_up_user(client)
+async def test_a_failed_mail_is_tried_again_by_the_sweep(db, settings):
+    user = await user_without_app(db, settings)
     await grant(db, user, 10, days_ago=1, key="p1")
 
     class Broken:
         async def send(self, to, subject, body):
             raise ConnectionError("smtp down")
 
-    await db.execute("ALTER TABLE credit_accounts DISABLE TRIGGER credit_accounts_usage_threshold")
-    try:
-        await spend(db, user["id"], 8, "a")
-    finally:
-        await db.execute("ALTER TABLE credit_accounts ENABLE TRIGGER credit_accounts_usage_threshold")
+    await spend(db, user["id"], 8, "a")
     assert await usage.sweep(db, Broken(), settings) == 0
     assert await db.fetchval("SELECT status FROM usage_alerts WHERE user_id = $1", user["id"]) == "failed"
-    assert await usage.sweep(db, client.server.app[MAIL], settings) == 0  # not before its retry time
+    assert await usage.sweep(db, OutboxMailSender(db), settings) == 0  # not before its retry time
     await db.execute("UPDATE usage_alerts SET claimed_at = now() - interval '10 minutes' WHERE user_id = $1", user["id"])
-    assert await usage.sweep(db, client.server.app[MAIL], settings) == 1
+    assert await usage.sweep(db, OutboxMailSender(db), settings) == 1
     assert len(await mails_to(db, user["email"])) == 1
     assert await db.fetchval("SELECT attempts FROM usage_alerts WHERE user_id = $1", user["id"]) == 2
+
+
+def test_a_capture_announces_only_the_charge_that_crosses_a_threshold():
+    assert not crossed_threshold(0, 79, 100)
+    assert crossed_threshold(79, 80, 100) and crossed_threshold(70, 95, 100)
+    assert not crossed_threshold(80, 99, 100)  # 80% was announced by an earlier charge
+    assert crossed_threshold(99, 100, 100) and crossed_threshold(50, 140, 100)
+    assert not crossed_threshold(100, 120, 100)
+    assert not crossed_threshold(0, 50, 0)  # no allowance (unlimited, or nothing granted)
+    assert crossed_threshold(1_599_999_999, 1_600_000_000, 2_000_000_000)
 
 
 async def test_me_tells_the_panel_the_share_used_whether_credits_are_low_and_where_to_top_up(client, db):
@@ -170,28 +175,35 @@ async def test_me_tells_the_panel_the_share_used_whether_credits_are_low_and_whe
     assert body["credits"]["used_percent"] == 81.0 and body["credits"]["low"] is True
 
 
-def summary(*, used: int, allowance: int, start: datetime, end: datetime, unlimited: bool = False) -> CreditSummary:
-    plan = Plan.__new__(Plan)
+def summary(plan: Plan, *, used: int, allowance: int, start: datetime, end: datetime) -> CreditSummary:
     return CreditSummary(plan=plan, allowance=allowance, used=used, reserved=0,
-                         remaining=None if unlimited else allowance - used, topup=0, period_start=start,
-                         period_end=end, unlimited=unlimited, past_due_since=None)
+                         remaining=None if plan.unlimited else allowance - used, topup=0, period_start=start,
+                         period_end=end, unlimited=plan.unlimited, past_due_since=None)
 
 
-def test_the_forecast_divides_use_by_the_days_elapsed():
+async def test_the_forecast_divides_use_by_the_days_elapsed(db):
+    plans = {p.code: p for p in await credits.plans(db)}
     now = datetime(2026, 3, 11, tzinfo=timezone.utc)
     start, end = datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 4, 1, tzinfo=timezone.utc)
-    f = usage.forecast(summary(used=300, allowance=500, start=start, end=end), now)
-    # 30 a day; 200 left last 6.67 more days.
+    f = usage.forecast(summary(plans["basic"], used=300, allowance=500, start=start, end=end), now)
+    # 30 a day; the 200 left last 6.67 more days.
     assert f.per_day == 30 and f.used_percent == 60.0
     assert f.runs_out_at == now + timedelta(days=200 / 30) and not f.lasts_period
-    slow = usage.forecast(summary(used=10, allowance=500, start=start, end=end), now)
+    slow = usage.forecast(summary(plans["basic"], used=10, allowance=500, start=start, end=end), now)
     assert slow.lasts_period and slow.runs_out_at is None
-    idle = usage.forecast(summary(used=0, allowance=500, start=start, end=end), now)
+    idle = usage.forecast(summary(plans["basic"], used=0, allowance=500, start=start, end=end), now)
     assert idle.per_day == 0 and idle.lasts_period
-    assert usage.forecast(summary(used=5, allowance=0, start=start, end=end, unlimited=True), now) is None
+    assert usage.forecast(summary(plans["enterprise"], used=5, allowance=0, start=start, end=end), now) is None
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+async def user_without_app(db, settings) -> dict:
+    from helpers import unique_email
+
+    email = unique_email("nolistener")
+    return {"id": await create_user(db, settings, email, DEFAULT_PASSWORD), "email": email}
 
 
 async def sign_up_user(client) -> dict:

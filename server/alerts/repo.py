@@ -12,9 +12,11 @@ from typing import Any
 
 import asyncpg
 
+from server.credits.service import USAGE_THRESHOLDS
+
 Db = asyncpg.Pool | asyncpg.Connection
 
-THRESHOLDS = (80, 100)
+THRESHOLDS = USAGE_THRESHOLDS
 
 # The account's current period is read under FOR SHARE: a capture still committing holds the
 # row, so this waits for it and then sees the committed `used` (never a charge that may yet

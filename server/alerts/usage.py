@@ -1,9 +1,9 @@
 """Customers' usage mails (80% and 100% of the period's allowance) and the burn-rate forecast.
 
 How a crossing becomes one mail:
-1. The capture that crosses a threshold fires the `credit_accounts_usage_threshold` trigger
-   (migration 0013), whose WHEN clause is the only work added to the generation's path; its
-   NOTIFY reaches the listening workers after the capture commits.
+1. The capture that crosses a threshold announces it (server.credits: one comparison on the
+   figures the capture statement returns anyway, then a NOTIFY in the capture's transaction,
+   delivered only if the charge commits). Nothing else happens on the generation's path.
 2. Each worker that hears it calls `notify_crossings`, which inserts one row per crossed
    threshold with ON CONFLICT DO NOTHING: exactly one caller gets each row back and mails.
 3. `sweep` (periodic, every worker) records crossings nobody heard (a worker restarting, the
@@ -23,12 +23,13 @@ import asyncpg
 from server.alerts import repo
 from server.auth import service as auth
 from server.credits.models import CreditSummary
+from server.credits.service import USAGE_CHANNEL
 from server.mail import PRODUCT_NAME, MailSender
 from server.settings import Settings
 
 log = logging.getLogger("server.alerts.usage")
 
-CHANNEL = "usage_threshold"
+CHANNEL = USAGE_CHANNEL
 # A row still 'sending' after this long belongs to a worker that died mid-send.
 STALE_SENDING_SECONDS = 300.0
 MAX_ATTEMPTS = 5

@@ -119,7 +119,7 @@ WITH account AS (
            updated_at = now()
       FROM back, account
      WHERE a.user_id = back.user_id
- RETURNING a.period_balance + a.topup_balance AS balance
+ RETURNING a.period_balance + a.topup_balance AS balance, a.used, a.allowance
 ), entries AS (
     INSERT INTO credit_ledger (user_id, kind, amount, topup_amount, reserved_change, credits, balance_after,
                                hold_id, idempotency_key, reason)
@@ -134,7 +134,8 @@ WITH account AS (
       FROM back, credit
      WHERE $3 <> 'captured' OR back.amount > back.captured
 )
-SELECT back.user_id, back.amount, back.captured, back.back_period + back.back_topup AS returned, credit.balance
+SELECT back.user_id, back.amount, back.captured, back.back_period + back.back_topup AS returned, credit.balance,
+       credit.used, credit.allowance
   FROM back, credit
 """
 
@@ -145,6 +146,15 @@ async def try_reserve(conn: Conn, user_id: uuid.UUID, key: str, amount: int, *, 
 
 async def settle(conn: Conn, hold_id: uuid.UUID, captured: int | None, status: str, reason: str | None):
     return await conn.fetchrow(SETTLE, hold_id, captured, status, reason)
+
+
+USAGE_CHANNEL = "usage_threshold"
+
+
+async def announce_usage(conn: Conn, user_id: uuid.UUID) -> None:
+    """Tell listeners this account crossed a usage threshold. Inside a transaction the notification
+    is delivered on commit, so a charge that rolls back announces nothing."""
+    await conn.execute("SELECT pg_notify($1, $2)", USAGE_CHANNEL, str(user_id))
 
 
 async def hold_by_id(conn: Conn, hold_id: uuid.UUID):

@@ -11,6 +11,9 @@ Money rules:
   transaction, and every entry has a unique idempotency key.
 - An idempotency key with a live hold (held or captured) is never charged again.
 
+A capture that takes the period's use past one of USAGE_THRESHOLDS percent of the allowance
+announces it on the USAGE_CHANNEL notification channel (server.alerts mails the customer).
+
 Functions that need deployment settings (hold TTL, payment grace, upgrade URL) take
 `settings=`; without it they use the Settings defaults.
 """
@@ -46,6 +49,10 @@ log = logging.getLogger("server.credits")
 Db = repo.Db
 
 MAX_KEY_LENGTH = 200
+# Percent of the period's allowance at which a capture announces the account's use on the
+# USAGE_CHANNEL notification channel (server.alerts listens and mails the customer).
+USAGE_THRESHOLDS = (80, 100)  # ascending
+USAGE_CHANNEL = repo.USAGE_CHANNEL
 _DEFAULTS = Settings()
 
 
@@ -125,6 +132,8 @@ async def capture_with_balance(db: Db, hold_id: uuid.UUID, actual: int) -> tuple
     async with repo.acquire(db) as conn:
         row = await repo.settle(conn, hold_id, actual, "captured", None)
         if row is not None:
+            if crossed_threshold(row["used"] - row["captured"], row["used"], row["allowance"]):
+                await repo.announce_usage(conn, row["user_id"])
             if actual > row["amount"]:
                 log.warning("capture above the hold charged as the hold",
                             extra={"hold_id": str(hold_id), "held": row["amount"], "actual": actual})
@@ -348,6 +357,14 @@ async def _open_period(
     if grant_key is not None:
         await repo.insert_entry(conn, user_id, "grant", amount=granted, credits=granted,
                                 balance_after=balance + granted, key=grant_key, reason=reason)
+
+
+def crossed_threshold(before: int, after: int, allowance: int) -> bool:
+    """Did a charge take the period's use from below to at or above one of USAGE_THRESHOLDS percent?
+    The capture's one added check; everything else about usage mails happens off the request path."""
+    # The first two comparisons settle every charge below the lowest threshold, i.e. almost all.
+    return (allowance > 0 and after * 100 >= allowance * USAGE_THRESHOLDS[0]
+            and any(before * 100 < allowance * t <= after * 100 for t in USAGE_THRESHOLDS))
 
 
 def _period_due(account) -> bool:
