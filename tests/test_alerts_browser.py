@@ -23,7 +23,7 @@ async def fits_the_width(page: Page) -> None:
 
 
 async def test_business_dashboard_and_account_pages_work_on_a_desktop_and_fit_a_phone(page: Page, live: Live, db):
-    email = await sign_up_in_browser(page)
+    email = await sign_up_in_browser(page, live)
     user_id = await user_id_of(db, email)
     await make_admin(db, user_id)
     # Ten days into a 30-day period with 400 of 500 credits used: 40 a day, out in 2.5 days.
@@ -44,7 +44,9 @@ async def test_business_dashboard_and_account_pages_work_on_a_desktop_and_fit_a_
 
     await page.goto("/admin/business")
     await expect(page.get_by_test_id("mrr")).to_have_text("$9.99")
-    await expect(page.get_by_role("link", name="Export CSV")).to_be_visible()
+    async with page.expect_download() as download:
+        await page.get_by_role("button", name="Export CSV").click()
+    assert (await download.value).suggested_filename == f"business-{now:%Y-%m}.csv"
     await shot(page, "admin-business")
 
     await page.goto("/dashboard")

@@ -52,7 +52,7 @@ async def admin_and_customer(api, db):
 
 async def alert_mails(db, email: str) -> list[str]:
     return [r["subject"] for r in await db.fetch(
-        "SELECT subject FROM mail_outbox WHERE to_address = $1 ORDER BY id", email)]
+        "SELECT subject FROM mail_outbox WHERE to_address = $1 AND subject LIKE '[SFX Studio]%' ORDER BY id", email)]
 
 
 async def test_an_invalid_key_is_alerted_once_across_workers_and_cleared_once(
@@ -71,7 +71,8 @@ async def test_an_invalid_key_is_alerted_once_across_workers_and_cleared_once(
         await asyncio.gather(check_once(api.server.app), check_once(second_worker.server.app))
     assert await alert_mails(db, admin.email) == ["[SFX Studio] ALERT: Provider key disabled as invalid"]
     assert await alert_mails(db, customer.email) == []
-    body = await db.fetchval("SELECT body FROM mail_outbox WHERE to_address = $1", admin.email)
+    body = await db.fetchval("SELECT body FROM mail_outbox WHERE to_address = $1 AND subject LIKE '[SFX Studio]%'",
+                             admin.email)
     assert f"“main” (…{secret[-4:]}, #{key_id}, elevenlabs)" in body and "invalid_key" in body
     assert len(posts) == 1 and "ALERT: Provider key disabled as invalid" in posts[0]["text"]
 

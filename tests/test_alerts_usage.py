@@ -33,8 +33,9 @@ def gen_env(test_env, sim) -> dict[str, str]:
 
 
 async def mails_to(db, email: str) -> list[dict]:
+    """The usage mails sent to `email` (not the sign-up confirmation)."""
     return [dict(r) for r in await db.fetch(
-        "SELECT subject, body FROM mail_outbox WHERE to_address = $1 ORDER BY id", email)]
+        "SELECT subject, body FROM mail_outbox WHERE to_address = $1 AND subject LIKE 'SFX Studio: %' ORDER BY id", email)]
 
 
 async def wait_for_mails(db, email: str, count: int, timeout: float = 15.0) -> list[dict]:

@@ -171,14 +171,17 @@ async def test_the_admin_page_and_csv_show_the_figures_and_refuse_everyone_else(
     assert 'data-testid="margin-pro">$0.49' in text
     assert 'data-testid="margin">$37.57<' in text
     assert "<svg" in text
-    resp = await admin_portal.get("/admin/business.csv?month=2026-03")
+    resp = await admin_portal.post("/admin/business/export", {"month": "2026-03"})
     assert resp.status == 200 and resp.content_type == "text/csv"
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="business-2026-03.csv"'
     assert "2026-03,pro,1999,1500,3499,450,115000,3450,49" in await resp.text()
     for portal, _ in (customer, (visitor, None)):
-        for path in ("/admin/business?month=2026-03", "/admin/business.csv"):
-            resp = await portal.get(path)
-            assert resp.status == 403, path
-            assert "3499" not in await resp.text()
+        resp = await portal.get("/admin/business?month=2026-03")
+        assert resp.status == 403
+        assert "3499" not in await resp.text()
+        resp = await portal.post("/admin/business/export", {"month": "2026-03"})
+        assert resp.status == 403
+        assert "3499" not in await resp.text()
 
 
 def test_months_are_parsed_and_never_run_past_the_current_one():

@@ -23,7 +23,7 @@ PUBLIC = ["/pricing", "/downloads", "/signin", "/signup", "/forgot-password", "/
 CUSTOMER = ["/dashboard", "/billing", "/devices", "/account"]
 ADMIN = ["/admin", "/admin/users", "/admin/users/{user}", "/admin/usage", "/admin/usage?days=7", "/admin/keys",
          "/admin/audit", "/admin/outbox", "/admin/outbox/{mail}",
-         "/admin/business", "/admin/business?month=2025-12", "/admin/business.csv"]
+         "/admin/business", "/admin/business?month=2025-12"]
 OTHER = ["/", "/audio/{generation}", "/static/portal.css", "/billing/checkout?plan=free"]
 
 

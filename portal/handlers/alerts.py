@@ -40,16 +40,16 @@ async def set_usage_mails(request: web.Request) -> web.Response:
 # --- business ------------------------------------------------------------------------------------
 
 
-async def _report(request: web.Request) -> business.Report:
+async def _report(request: web.Request, month_text: str | None) -> business.Report:
     now = datetime.now(timezone.utc)
-    month = business.parse_month(request.query.get("month"), now.date())
+    month = business.parse_month(month_text, now.date())
     return await business.report(request.app[DB], month, request.app[SETTINGS].upstream_price_per_1000, now=now)
 
 
 @routes.get("/admin/business", name="portal.admin-business")
 async def business_page(request: web.Request) -> web.Response:
     await require_admin(request)
-    report = await _report(request)
+    report = await _report(request, request.query.get("month"))
     labels = [f"{m.month:%b %y}" for m in report.history]
     dollars = lambda cents: round(cents / 100, 2)  # noqa: E731
     plan_labels = [c.plan for c in report.by_plan]
@@ -74,10 +74,11 @@ async def business_page(request: web.Request) -> web.Response:
     return await render(request, "alerts/business.html", context)
 
 
-@routes.get("/admin/business.csv", name="portal.admin-business-csv")
+# A form post, like the account's data export: a download is an action, not a page to visit.
+@routes.post("/admin/business/export", name="portal.admin-business-export")
 async def business_csv(request: web.Request) -> web.Response:
     await require_admin(request)
-    report = await _report(request)
+    report = await _report(request, (await form_data(request)).get("month"))
     return web.Response(
         text=business.to_csv(report), content_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="business-{report.month:%Y-%m}.csv"'},

@@ -1,10 +1,11 @@
 """Alerts: usage mails for customers, key-bank incidents and cost gauges for operators.
 
 `setup(app)` runs, in every worker:
-- a LISTEN connection for the capture trigger's usage notifications (server.alerts.usage),
-  whose users are handled by a small queue consumer, off the request path;
-- a periodic round every ALERT_CHECK_INTERVAL: the usage-mail sweep, the key-bank gauges for
-  /metrics, and the incident check (server.alerts.keybank_watch), which tells admins once.
+- a LISTEN connection for the usage announcements captures make (server.alerts.usage), whose
+  users a small queue consumer handles, off the request path;
+- a periodic round every ALERT_CHECK_INTERVAL (server.periodic): the usage-mail sweep, the
+  incident check (server.alerts.keybank_watch), which tells admins once, and the key-bank gauges
+  for /metrics.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from typing import AsyncIterator
 
@@ -23,7 +23,8 @@ from server.alerts.notify import Notifier
 from server.appkeys import DB, HTTP, METRICS, SETTINGS
 from server.business.service import cost_cents
 from server.keybank import KEYBANK
-from server.mail import MAIL, mail_sender_for
+from server.mail import MAIL
+from server.periodic import periodic_ctx
 
 log = logging.getLogger("server.alerts")
 
@@ -35,18 +36,17 @@ QUEUE_SIZE = 10_000
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(alerts_ctx)
+    app.cleanup_ctx.append(periodic_ctx("alerts-checks", lambda app: max(1.0, app[SETTINGS].alert_check_interval),
+                                        check_once))
 
 
 async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings, pool = app[SETTINGS], app[DB]
-    if MAIL not in app:
-        app[MAIL] = mail_sender_for(settings, pool)
-    app[NOTIFIER] = Notifier(settings, pool, app[MAIL], app[HTTP])
+    settings = app[SETTINGS]
+    app[NOTIFIER] = Notifier(settings, app[DB], app[MAIL], app[HTTP])
     queue: asyncio.Queue[uuid.UUID] = asyncio.Queue(QUEUE_SIZE)
     tasks = [
         asyncio.create_task(usage.listen(settings.database_url, queue), name="alerts-usage-listener"),
         asyncio.create_task(consume(app, queue), name="alerts-usage-mailer"),
-        asyncio.create_task(run_checks(app), name="alerts-checks"),
     ]
     yield
     for task in tasks:
@@ -65,19 +65,6 @@ async def consume(app: web.Application, queue: "asyncio.Queue[uuid.UUID]") -> No
             raise
         except Exception:
             log.exception("usage mail round failed; the sweep tries again")
-
-
-async def run_checks(app: web.Application) -> None:
-    interval = max(1.0, app[SETTINGS].alert_check_interval)
-    while True:
-        # Jitter keeps the workers of one deployment from checking in step.
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
-        try:
-            await check_once(app)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("alerts round failed")
 
 
 async def check_once(app: web.Application) -> None:
@@ -102,6 +89,7 @@ async def export_gauges(app: web.Application, state: dict[str, keybank_watch.Pro
     provider_of = {k.id: k.provider for p in state.values() for k in p.keys}
     units: dict[str, int] = {}
     for key_id, n in (await repo.upstream_units_this_month(app[DB])).items():
+        # A removed key's generations were ElevenLabs', the provider every generation uses today.
         provider = provider_of.get(key_id, "elevenlabs") if key_id is not None else "elevenlabs"
         units[provider] = units.get(provider, 0) + n
     prices = settings.upstream_price_per_1000
