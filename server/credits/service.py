@@ -49,9 +49,7 @@ log = logging.getLogger("server.credits")
 Db = repo.Db
 
 MAX_KEY_LENGTH = 200
-# Percent of the period's allowance at which a capture announces the account's use on the
-# USAGE_CHANNEL notification channel (server.alerts listens and mails the customer).
-USAGE_THRESHOLDS = (80, 100)  # ascending
+USAGE_THRESHOLDS = (80, 100)  # percent of the period's allowance, ascending
 USAGE_CHANNEL = repo.USAGE_CHANNEL
 _DEFAULTS = Settings()
 
@@ -133,7 +131,7 @@ async def capture_with_balance(db: Db, hold_id: uuid.UUID, actual: int) -> tuple
         row = await repo.settle(conn, hold_id, actual, "captured", None)
         if row is not None:
             if crossed_threshold(row["used"] - row["captured"], row["used"], row["allowance"]):
-                await repo.announce_usage(conn, row["user_id"])
+                await _announce_usage(conn, row["user_id"])
             if actual > row["amount"]:
                 log.warning("capture above the hold charged as the hold",
                             extra={"hold_id": str(hold_id), "held": row["amount"], "actual": actual})
@@ -357,6 +355,18 @@ async def _open_period(
     if grant_key is not None:
         await repo.insert_entry(conn, user_id, "grant", amount=granted, credits=granted,
                                 balance_after=balance + granted, key=grant_key, reason=reason)
+
+
+async def _announce_usage(conn: repo.Conn, user_id: uuid.UUID) -> None:
+    if conn.is_in_transaction():
+        await repo.announce_usage(conn, user_id)  # delivered with the caller's commit, or not at all
+        return
+    try:
+        await repo.announce_usage(conn, user_id)
+    except Exception:
+        # The charge has committed already: a lost announcement must not read as a failed capture.
+        log.warning("usage announcement lost; the alerts sweep finds the crossing", exc_info=True,
+                    extra={"user_id": str(user_id)})
 
 
 def crossed_threshold(before: int, after: int, allowance: int) -> bool:
