@@ -44,9 +44,9 @@ def create_app(settings: Settings) -> web.Application:
 def domain_setups():
     """Each domain registers its routes and background tasks; imported here to keep one list."""
     import portal
-    from server import auth, billing, credits, generation, keybank
+    from server import auth, billing, credits, generation, keybank, releases
 
-    return [auth.setup, credits.setup, keybank.setup, generation.setup, billing.setup, portal.setup]
+    return [auth.setup, credits.setup, keybank.setup, generation.setup, billing.setup, releases.setup, portal.setup]
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
