@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -383,3 +384,13 @@ async def test_the_cli_publishes_steers_and_refuses_and_running_servers_follow(c
     public = out.split("public key:")[1].split()[0]
     [key] = load_keys(private)
     assert key.public_b64 == public
+
+
+async def test_manifest_polls_are_counted_not_access_logged_but_failures_are(client, caplog):
+    caplog.set_level(logging.INFO, logger="server.http")
+    await fetch_manifest(client)
+    await fetch_manifest(client, "nope", "stable")
+    logged = [r.path for r in caplog.records if r.name == "server.http" and r.msg == "request"]
+    assert logged == ["/v1/updates/nope/stable"], "every panel polls: one line each would cost more than the answer"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'route="/v1/updates/{product}/{channel}",status="200"' in metrics

@@ -20,6 +20,10 @@ log = logging.getLogger("server.http")
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
+# Routes asked too often for an access line each (every panel polls the update manifest): the
+# request metrics still count them, and failures are still logged.
+QUIET_ROUTES = frozenset({"/healthz", "/metrics", "/v1/updates/{product}/{channel}"})
+
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -139,7 +143,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         if metrics is not None:
             metrics.requests.labels(request.method, label, str(status)).inc()
             metrics.latency.labels(request.method, label).observe(elapsed)
-        if label not in ("/healthz", "/metrics"):
+        if label not in QUIET_ROUTES or status >= 400:
             log.info(
                 "request",
                 extra={"method": request.method, "path": request.path, "status": status, "ms": round(elapsed * 1000, 2)},
