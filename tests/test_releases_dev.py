@@ -26,7 +26,7 @@ async def test_the_working_tree_panel_is_published_once_as_a_labelled_dev_build(
         pinned = z.read("core/update-keys.js").decode()
         manifest = z.read("CSXS/manifest.xml").decode()
     assert f'ExtensionBundleVersion="{version}"' in manifest
-    assert "index.html" in names and "jsx/host.jsx" in names and "core/updates.js" in names
+    assert "index.html" in names and "core/updates.js" in names and "cep/installer.js" in names
     assert not [n for n in names if n.startswith(("tests/", "node_modules/")) or n in ("package.json", ".debug")]
     for key in load_keys(settings.update_signing_key):
         assert key.public_b64 in pinned, "the dev panel trusts the dev server's manifests"

@@ -224,7 +224,6 @@ class ReleaseService:
                            code="version_mismatch")
 
         extension = packages.EXTENSIONS[product]
-        key = await self.storage.put(data, extension)
         notes_html = notes.render(notes_md)
         async with self.pool.acquire() as conn, conn.transaction():
             await repo.lock_channel(conn, product, channel)
@@ -237,6 +236,9 @@ class ReleaseService:
                     f"Version {wanted} is not higher than {newest.version}, the {channel} channel's latest",
                     code="version_not_higher", details={"latest": newest.version},
                 )
+            # Stored only once accepted (a refused upload leaves no file); content addressed, so a
+            # rollback after this point leaves at most one unreferenced copy.
+            key = await self.storage.put(data, extension)
             row = await repo.insert(conn, {
                 "product": product, "channel": channel, "version": str(wanted), "storage_key": key,
                 "filename": f"sfx-studio-{product}-{wanted}{'-dev' if dev_build else ''}.{extension}",
