@@ -394,3 +394,14 @@ async def test_manifest_polls_are_counted_not_access_logged_but_failures_are(cli
     assert logged == ["/v1/updates/nope/stable"], "every panel polls: one line each would cost more than the answer"
     metrics = await (await client.get("/metrics")).text()
     assert 'route="/v1/updates/{product}/{channel}",status="200"' in metrics
+
+
+async def test_the_signing_keys_are_scrubbed_from_log_lines(client):
+    from server.web.logs import REDACTOR
+
+    old, _, _ = generate()
+    new = service_of(client).settings.update_signing_key
+    assert new not in REDACTOR.scrub(f"failed with key {new}")
+    rotated = service_of(client).settings.replace(update_signing_key=f"{old},{new}")
+    REDACTOR.add(rotated.secret_values())
+    assert old not in REDACTOR.scrub(f"oops {old} and {new}")

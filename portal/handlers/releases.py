@@ -79,10 +79,12 @@ async def publish(request: web.Request) -> web.Response:
     raise redirect("/admin/releases")
 
 
-@routes.post("/admin/releases/{product}/{version}/{action:rollout|yank}", name="portal.admin-releases-action")
+@routes.post("/admin/releases/{product}/{version}/{action}", name="portal.admin-releases-action")
 async def release_action(request: web.Request) -> web.Response:
     admin = await require_admin(request)
     product, version, action = (request.match_info[k] for k in ("product", "version", "action"))
+    if action not in ("rollout", "yank"):
+        raise web.HTTPNotFound()
     form = await form_data(request)
     service = domains.releases(request.app)
     actor = Actor(admin.id, admin.email)

@@ -43,7 +43,7 @@ def _etags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in header.split(",")]
 
 
-@routes.get(r"/downloads/{product:cep|uxp}/{version:[0-9A-Za-z.\-]{1,64}}", name="portal.download-package")
+@routes.get("/downloads/{product}/{version}", name="portal.download-package")
 async def download(request: web.Request) -> web.StreamResponse:
     service = request.app[RELEASES]
     try:
@@ -55,7 +55,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     response = await serve_object(request, service.storage, release.storage_key,
                                   content_type=release.content_type, filename=release.filename)
     range_header = request.headers.get("Range", "")
-    # A resumed download (Range past byte 0) is the same download, counted once.
-    if not range_header or range_header.replace(" ", "").startswith("bytes=0-"):
+    # A resumed download (Range past byte 0) is the same download, counted once; HEAD is no download.
+    if request.method == "GET" and not range_header or range_header.replace(" ", "").startswith("bytes=0-"):
         await service.count_download(release)
     return response
