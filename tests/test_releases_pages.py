@@ -187,9 +187,9 @@ async def test_the_downloads_page_in_chromium_at_desktop_and_phone_widths(aiohtt
             await browser.close()
 
 
-async def test_the_panels_update_check_in_chromium_verifies_the_servers_signature_with_webcrypto(aiohttp_server, settings, project_root):
+async def test_the_panels_update_check_in_chromium_verifies_the_servers_signature(aiohttp_server, settings, project_root):
     """core/updates.js in a real browser (WebCrypto Ed25519, no Node) against the Python server's
-    manifest: the signature made in Python verifies in the panel's code, and only with the pinned key."""
+    manifest: the signature made in Python verifies in the panel's code (WebCrypto, then TweetNaCl.js), and only with the pinned key."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = create_app(settings.replace(public_url=base))
@@ -197,10 +197,11 @@ async def test_the_panels_update_check_in_chromium_verifies_the_servers_signatur
     await publish(app, "1.1.0", notes_md="- Seamless **loops**", rollout=100)
     [key] = app[RELEASES].keys
 
-    script = """async ([base, keys]) => {
+    script = """async ([base, keys, useNacl]) => {
         const store = {}; const storage = {getItem: (k) => (k in store ? store[k] : null), setItem: (k, v) => { store[k] = String(v); }};
+        const verify = useNacl ? SFX.Updates.naclVerifier(window.nacl) : undefined;
         const result = await SFX.Updates.check({baseUrl: base, product: "cep", channel: "stable", installedVersion: "1.0.0",
-                                               fetch: window.fetch.bind(window), storage, publicKeys: keys});
+                                               fetch: window.fetch.bind(window), storage, publicKeys: keys, verify});
         return {offer: result.offer, reason: result.reason || null, serial: store["sfx.updates.serial:cep:stable"] || null,
                 node: typeof require !== "undefined"};
     }"""
@@ -211,16 +212,17 @@ async def test_the_panels_update_check_in_chromium_verifies_the_servers_signatur
             context = await browser.new_context(base_url=base, bypass_csp=True, viewport={"width": 390, "height": 844})
             page = await context.new_page()
             await page.goto("/pricing")
+            await page.add_script_tag(path=str(project_root / "cep-panel" / "core" / "vendor" / "nacl.js"))
             await page.add_script_tag(path=str(project_root / "cep-panel" / "core" / "updates.js"))
             pinned = [{"kid": key.kid, "key": key.public_b64}]
-            accepted = await page.evaluate(script, [base, pinned])
-            assert accepted["node"] is False, "the browser path, not Node's crypto"
-            assert accepted["offer"]["version"] == "1.1.0" and "<strong>loops</strong>" in accepted["offer"]["notes_html"]
-            assert accepted["offer"]["url"] == f"{base}/downloads/cep/1.1.0" and accepted["serial"] is not None
-
             [stranger] = load_keys(generate()[0])
-            refused = await page.evaluate(script, [base, [{"kid": key.kid, "key": stranger.public_b64}]])
-            assert refused["offer"] is None and refused["reason"] == "bad_signature"
+            for use_nacl in (False, True):  # WebCrypto Ed25519, then the vendored TweetNaCl.js
+                accepted = await page.evaluate(script, [base, pinned, use_nacl])
+                assert accepted["node"] is False, "the browser path, not Node's crypto"
+                assert accepted["offer"]["version"] == "1.1.0" and "<strong>loops</strong>" in accepted["offer"]["notes_html"]
+                assert accepted["offer"]["url"] == f"{base}/downloads/cep/1.1.0" and accepted["serial"] is not None
+                refused = await page.evaluate(script, [base, [{"kid": key.kid, "key": stranger.public_b64}], use_nacl])
+                assert refused["offer"] is None and refused["reason"] == "bad_signature"
             await context.close()
         finally:
             await browser.close()

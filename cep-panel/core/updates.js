@@ -8,7 +8,8 @@
  * manifest not expired, the version newer than the installed one, and this install inside the
  * staged rollout. Anything else is refused, and nothing is downloaded or installed.
  *
- * Runs unchanged in CEP (Node's crypto), a browser (WebCrypto Ed25519) and Node tests: fetch,
+ * Runs unchanged in CEP (Node's crypto), a browser (WebCrypto Ed25519), runtimes with neither
+ * (the vendored TweetNaCl.js, core/vendor/nacl.js, loaded before this file) and Node tests: fetch,
  * storage, clock and the verifier are injected.
  */
 (function (factory) {
@@ -128,29 +129,57 @@
     };
   }
 
-  /** Ed25519 through WebCrypto (current Chromium and Node); false where the algorithm is missing. */
-  function webCryptoVerifier(subtle) {
+  /** Ed25519 through the vendored TweetNaCl.js (core/vendor/nacl.js): any JavaScript runtime. */
+  function naclVerifier(nacl) {
     return function (publicKey, data, signature) {
-      return subtle
-        .importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"])
-        .then(function (key) {
-          return subtle.verify({ name: "Ed25519" }, key, signature, data);
-        })
-        .catch(function () {
-          return false;
-        });
+      try {
+        return Promise.resolve(nacl.sign.detached.verify(new Uint8Array(data), new Uint8Array(signature), new Uint8Array(publicKey)));
+      } catch (e) {
+        return Promise.resolve(false);
+      }
     };
   }
 
   /**
+   * Ed25519 through WebCrypto (current Chromium and Node). Where WebCrypto has no Ed25519 (older
+   * Chromium) the key import fails: then `fallback` verifies, or the answer is false.
+   */
+  function webCryptoVerifier(subtle, fallback) {
+    return function (publicKey, data, signature) {
+      return subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]).then(
+        function (key) {
+          return subtle.verify({ name: "Ed25519" }, key, signature, data).catch(function () {
+            return false;
+          });
+        },
+        function () {
+          return fallback ? fallback(publicKey, data, signature) : false;
+        }
+      );
+    };
+  }
+
+  function vendoredNacl() {
+    if (typeof window !== "undefined" && window.nacl && window.nacl.sign) return window.nacl;
+    try {
+      return typeof require === "function" ? require("./vendor/nacl.js") : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /**
    * The best verifier this runtime has: Node's crypto first (CEP's Chromium lacks Ed25519 in
-   * WebCrypto, but its Node has it), else WebCrypto. Null when there is neither.
+   * WebCrypto, but its Node has it), else WebCrypto, else the vendored TweetNaCl.js. Null when
+   * there is none (the page did not load core/vendor/nacl.js).
    */
   function defaultVerifier() {
     var node = nodeCrypto();
     if (node && typeof node.verify === "function" && typeof node.createPublicKey === "function") return nodeVerifier(node);
+    var nacl = vendoredNacl();
+    var fallback = nacl ? naclVerifier(nacl) : null;
     var subtle = typeof crypto !== "undefined" && crypto.subtle;
-    return subtle ? webCryptoVerifier(subtle) : null;
+    return subtle ? webCryptoVerifier(subtle, fallback) : fallback;
   }
 
   function parseSignatures(header) {
@@ -380,6 +409,7 @@
     defaultVerifier: defaultVerifier,
     nodeVerifier: nodeVerifier,
     webCryptoVerifier: webCryptoVerifier,
+    naclVerifier: naclVerifier,
     SIGNATURE_HEADER: SIGNATURE_HEADER,
   };
 });

@@ -329,11 +329,23 @@ test("during a key rotation both pinned keys are accepted, alone or together", a
   assert.equal((await check([oldKey])).reason, "bad_signature", "a panel pinning only the retired key is refused");
 });
 
-test("the same bytes verify through WebCrypto Ed25519 as through Node's crypto", async () => {
+test("the same bytes verify through Node's crypto, WebCrypto Ed25519 and the vendored TweetNaCl.js", async () => {
   const key = keyPair();
   const { body, header } = signed({ a: 1 }, [key]);
-  const verifiers = [Updates.nodeVerifier(crypto), Updates.webCryptoVerifier(crypto.webcrypto.subtle)];
-  for (const verify of verifiers) {
+  const nacl = Updates.naclVerifier(require("../core/vendor/nacl.js"));
+  // Chromium before Ed25519 reached WebCrypto (CEP's): the import fails, the fallback verifies.
+  const oldChromium = {
+    importKey: () => Promise.reject(Object.assign(new Error("Unrecognized name"), { name: "NotSupportedError" })),
+  };
+  const verifiers = {
+    node: Updates.nodeVerifier(crypto),
+    webcrypto: Updates.webCryptoVerifier(crypto.webcrypto.subtle),
+    nacl,
+    "webcrypto without Ed25519": Updates.webCryptoVerifier(oldChromium, nacl),
+  };
+  assert.equal(await Updates.verifyManifest(new Uint8Array(body), header, [key], Updates.webCryptoVerifier(oldChromium)), false,
+    "without a fallback, no verification means refusal");
+  for (const verify of Object.values(verifiers)) {
     assert.equal(await Updates.verifyManifest(new Uint8Array(body), header, [key], verify), true);
     const flipped = Buffer.from(body);
     flipped[0] ^= 1;
