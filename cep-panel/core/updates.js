@@ -363,15 +363,25 @@
    * and `discard(path)`. The size is a hard cap and must match exactly, as must the SHA-256; on any
    * mismatch the file is discarded and nothing is installed.
    * @param {object} offer from check()
-   * @param {{installer: object, onProgress?: (received: number, total: number) => void}} opts
+   * @param {{installer: object, onProgress?: (fraction: number, received: number, total: number) => void}} opts
    */
   function install(offer, opts) {
     var installer = opts.installer;
+    if (!installer) {
+      // A UXP plugin cannot replace itself: Creative Cloud installs the .ccx from the download page.
+      return Promise.reject(new UpdateError("no_installer", "Download " + ((offer && offer.url) || "the update") + " and open it to install."));
+    }
     if (!offer || !(offer.size > 0) || !/^[0-9a-f]{64}$/.test(offer.sha256 || "")) {
       return Promise.reject(new UpdateError("bad_offer", "The offer has no valid size or checksum"));
     }
+    var onProgress = opts.onProgress;
+    var report = onProgress
+      ? function (received, total) {
+          onProgress(total ? Math.min(1, received / total) : 0, received, total);
+        }
+      : undefined;
     return installer
-      .download(offer.url, { maxBytes: offer.size, onProgress: opts.onProgress })
+      .download(offer.url, { maxBytes: offer.size, onProgress: report })
       .then(function (file) {
         var problem = null;
         if (file.size !== offer.size) problem = new UpdateError("size_mismatch", "The download is " + file.size + " bytes, not " + offer.size);

@@ -453,14 +453,14 @@ test("with UPIA present it installs the checked file with --install and reports 
   const upia = fakeUpia(dirs.root, "Preparing...\nInstallation Successful\n");
   const progress = [];
   const { installed } = await checkAndInstall(server, dirs, {
-    publicKeys: [key], upiaPaths: [upia.exe], onProgress: (received, total) => progress.push([received, total]),
+    publicKeys: [key], upiaPaths: [upia.exe], onProgress: (fraction, received, total) => progress.push([fraction, received, total]),
   });
   assert.deepEqual(installed, { method: "upia", restartRequired: true });
   const [flag, file] = upia.args();
   assert.equal(flag, "--install");
   assert.equal(path.dirname(file), dirs.tmp);
-  assert.equal(progress.at(-1)[0], server.packageBytes.length);
-  assert.equal(progress.at(-1)[1], server.packageBytes.length);
+  assert.deepEqual(progress.at(-1), [1, server.packageBytes.length, server.packageBytes.length]);
+  assert.ok(progress.every(([fraction], i) => fraction > 0 && fraction <= 1 && (i === 0 || fraction >= progress[i - 1][0])));
   assert.deepEqual(fs.readdirSync(dirs.tmp), [], "the downloaded file is removed afterwards");
 });
 
@@ -481,6 +481,11 @@ test("UPIA's paths are the ones Adobe documents, Windows uses /install", () => {
     "C:\\Program Files\\Common Files\\Adobe\\Adobe Desktop Common\\RemoteComponents\\UPI\\UnifiedPluginInstallerAgent\\UnifiedPluginInstallerAgent.exe",
     "C:\\Program Files (x86)\\Common Files\\Adobe\\Adobe Desktop Common\\RemoteComponents\\UPI\\UnifiedPluginInstallerAgent\\UnifiedPluginInstallerAgent.exe",
   ]);
+});
+
+test("without an installer (a UXP host) install refuses and points at the download", async () => {
+  await assert.rejects(Updates.install({ url: "https://x/downloads/uxp/1.1.0", size: 1, sha256: "a".repeat(64) }, {}),
+    (e) => e.code === "no_installer" && /downloads\/uxp\/1\.1\.0/.test(e.message));
 });
 
 test("a fake Windows UPIA gets /install", async (t) => {
