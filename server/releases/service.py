@@ -216,7 +216,9 @@ class ReleaseService:
             raise PayloadTooLarge(f"The package is {len(data)} bytes; the limit is {cap} (RELEASE_MAX_BYTES)",
                                   code="package_too_large", details={"limit": cap, "size": len(data)})
         try:
+            # Unzipping and hashing a large package take a while: off the event loop.
             info = await asyncio.to_thread(packages.inspect, data, product)
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         except packages.PackageRefused as exc:
             raise _invalid("file", f"The package was refused: {exc}", code="invalid_package") from None
         if info.version != str(wanted):
@@ -242,7 +244,7 @@ class ReleaseService:
             row = await repo.insert(conn, {
                 "product": product, "channel": channel, "version": str(wanted), "storage_key": key,
                 "filename": f"sfx-studio-{product}-{wanted}{'-dev' if dev_build else ''}.{extension}",
-                "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "notes_md": notes_md, "notes_html": notes_html,
+                "sha256": digest, "size": len(data), "notes_md": notes_md, "notes_html": notes_html,
                 "min_host_version": min_host, "rollout_percent": rollout, "rollout_salt": secrets.token_hex(8),
                 "dev_build": dev_build, "signed": info.signed, "published_by": actor.id, "published_by_label": actor.label,
             })
