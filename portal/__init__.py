@@ -28,7 +28,7 @@ BACKGROUND = web.AppKey("portal_background", set)
 
 def setup(app: web.Application) -> None:
     from portal import filters
-    from portal.handlers import account, admin, alerts, auth, billing, public
+    from portal.handlers import account, admin, alerts, auth, billing, public, releases
     from portal.sessions import cookie_storage
     from portal.web import background_ctx, content_security_policy, portal_middleware
 
@@ -50,7 +50,7 @@ def setup(app: web.Application) -> None:
     env.globals["asset_version"] = __version__
     filters.install(env)
 
-    for module in (public, auth, account, billing, admin, alerts):
+    for module in (public, auth, account, billing, admin, alerts, releases):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", PACKAGE_DIR / "static", name="portal.static", append_version=False)
 

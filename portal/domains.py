@@ -76,21 +76,28 @@ def billing(app: web.Application) -> BillingService | None:
     return app.get(BILLING)
 
 
-# --- releases (the update issue adds the table) ------------------------------------------------
+# --- releases ---------------------------------------------------------------------------------------
 
 
-RELEASE_ORDER = ("published_at", "created_at", "id")
+def releases(app: web.Application) -> Any:
+    """The ReleaseService (publish, rollout, yank, minimum version; reads for the pages)."""
+    from server.releases import RELEASES
+
+    return app.get(RELEASES)
 
 
-async def releases(db: Db, limit: int = 10) -> list[dict]:
-    """Newest first by the first of published_at, created_at, id the table has; [] without the table."""
-    if not await repo.table_exists(db, "releases"):
+async def downloads_by_product(app: web.Application) -> list[dict[str, Any]]:
+    """Per product with a live release: the latest stable one and the older live ones, newest first."""
+    service = releases(app)
+    if service is None:
         return []
-    rows = await repo.releases(db)
-    key = next((k for k in RELEASE_ORDER if rows and k in rows[0]), None)
-    if key is not None:
-        rows.sort(key=lambda r: (r[key] is not None, r[key] if r[key] is not None else 0), reverse=True)
-    return rows[:limit]
+    live = [r for r in await service.list() if r.yanked_at is None and r.channel == "stable"]
+    products = []
+    for product in ("cep", "uxp"):
+        mine = sorted((r for r in live if r.product == product), key=lambda r: r.parsed, reverse=True)
+        if mine:
+            products.append({"product": product, "latest": mine[0], "older": mine[1:]})
+    return products
 
 
 def top_up_packs(app: web.Application) -> list[Any]:

@@ -84,6 +84,15 @@ def seconds(value: Any) -> str:
     return f"{int(value // 60)}:{int(value % 60):02d}"
 
 
+def filesize(value: Any) -> str:
+    size = float(value or 0)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return ""
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
@@ -91,5 +100,5 @@ def pretty_json(value: Any) -> str:
 def install(env: jinja2.Environment) -> None:
     env.filters.update(
         num=num, money=money, date=datefmt, datetime=datetimefmt, iso=isoformat, ago=ago, seconds=seconds,
-        pretty_json=pretty_json,
+        pretty_json=pretty_json, filesize=filesize,
     )

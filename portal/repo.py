@@ -189,15 +189,6 @@ async def top_users(db: Db, start: date, end: date, limit: int) -> list[asyncpg.
     )
 
 
-# --- releases (filled by the update issue; may be absent) -------------------------------
-
-
-async def releases(db: Db) -> list[dict]:
-    """Every release row (a handful); the caller orders them, as the table's columns are not ours."""
-    return [dict(r) for r in await db.fetch("SELECT * FROM releases")]
-
-
-
 # --- export and deletion --------------------------------------------------------------------
 
 

@@ -24,6 +24,9 @@ ENDPOINTS = web.AppKey("endpoints", list)
 # The auth domain's `authenticate(request)`: declared routes with auth=True call it before reading
 # the body, so an anonymous caller learns nothing from validation errors.
 AUTHENTICATE = web.AppKey("authenticate", object)  # list[Endpoint], the /v1 routes with their schemas
+# The releases domain's view of the oldest supported panel per product (`min_supported(product)`,
+# `download_url(product)`), read by the panel_version middleware from memory.
+PANEL_FLOOR = web.AppKey("panel_floor", object)
 
 # Per-request values.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -21,9 +21,10 @@ def command_modules():
     from server.auth import cli as auth_cli
     from server.billing import cli as billing_cli
     from server.keybank import cli as keybank_cli
+    from server.releases import cli as releases_cli
     from server.simulator import cli as simulator_cli
 
-    return [auth_cli, keybank_cli, simulator_cli, billing_cli, devtools]
+    return [auth_cli, keybank_cli, simulator_cli, billing_cli, releases_cli, devtools]
 
 
 def build_parser() -> argparse.ArgumentParser:

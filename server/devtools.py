@@ -67,6 +67,7 @@ async def run(settings: Settings, simulator_port: int, stripe_port: int) -> None
         await seed_demo_accounts(pool, settings)
     finally:
         await pool.close()
+    panel_release = await publish_dev_panel_safely(settings)
 
     stripe_sim = None
     if uses_generated_stripe_key(settings):
@@ -78,7 +79,7 @@ async def run(settings: Settings, simulator_port: int, stripe_port: int) -> None
     runner = web.AppRunner(create_app(settings), access_log=None, handler_cancellation=True)  # as `serve`
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
-    print_banner(settings)
+    print_banner(settings, panel_release)
     try:
         await asyncio.Event().wait()
     finally:
@@ -87,6 +88,17 @@ async def run(settings: Settings, simulator_port: int, stripe_port: int) -> None
             await stripe_sim[1].__aexit__(None, None, None)
         if simulator is not None:
             await simulator.aclose()
+
+
+async def publish_dev_panel_safely(settings: Settings) -> str:
+    """The working tree's panel as a dev release; a failed build must not stop the dev server."""
+    from server.releases.devbuild import publish_dev_panel
+
+    try:
+        return await publish_dev_panel(settings)
+    except Exception as exc:
+        log.warning("the dev panel release was not published", exc_info=True)
+        return f"not published ({exc})"
 
 
 def uses_generated_stripe_key(settings: Settings) -> bool:
@@ -167,12 +179,13 @@ async def grant_demo_month(pool: asyncpg.Pool, user_id, plan_code: str) -> None:
     await credits.grant_period(pool, user_id, start, end, plan.monthly_credits, f"demo:{user_id}:{start:%Y-%m}")
 
 
-def print_banner(settings: Settings) -> None:
+def print_banner(settings: Settings, panel_release: str = "") -> None:
     lines = [
         "",
         f"  SFX Studio is running at {settings.public_url}",
         f"  API: {settings.public_url}/v1/openapi.json   portal: {settings.public_url}/",
         f"  ElevenLabs: {settings.elevenlabs_base_url}   Stripe: {settings.stripe_api_base}",
+        f"  Panel: {panel_release}; {settings.public_url}/downloads",
         "  Demo accounts (password: " + DEMO_PASSWORD + "):",
         *[f"    {email:<22} {plan}{' (admin)' if role == 'admin' else ''}" for email, role, plan in DEMO_ACCOUNTS],
         "  Ctrl-C stops everything.",

@@ -114,7 +114,21 @@ class Settings:
     payment_grace_days: int = env("PAYMENT_GRACE_DAYS", "days generation continues after a failed payment", 7, kind=int)
 
     session_secret: str = env("SESSION_SECRET", "32-byte base64 key encrypting portal session cookies", DEV_PLACEHOLDER, secret=True)
-    update_signing_key: str = env("UPDATE_SIGNING_KEY", "base64 Ed25519 private key signing panel update manifests", DEV_PLACEHOLDER, secret=True)
+    # --- releases and panel updates ---
+    update_signing_key: str = env(
+        "UPDATE_SIGNING_KEY",
+        "base64 Ed25519 private key(s) signing panel update manifests, separated by commas; each signs "
+        "(two during a rotation); `releases keygen` makes one",
+        DEV_PLACEHOLDER,
+        secret=True,
+    )
+    update_manifest_ttl: int = env("UPDATE_MANIFEST_TTL", "seconds an update manifest stays valid; re-signed every third of it", 3 * 86400, kind=int)
+    update_manifest_max_age: int = env("UPDATE_MANIFEST_MAX_AGE", "Cache-Control max-age of update manifests in seconds", 300, kind=int)
+    release_max_bytes: int = env("RELEASE_MAX_BYTES", "largest panel package (ZXP/CCX) that may be published, in bytes", 100 * 1024 * 1024, kind=int)
+    panel_version_required: bool = env(
+        "PANEL_VERSION_REQUIRED", "refuse /v1 calls without X-Panel-Version with 426 (true/false; scripts then fail too)", False, kind=bool
+    )
+
     smtp_url: str = env("SMTP_URL", "smtp://user:pass@host:port for outgoing mail; empty keeps mail in the outbox table", "", secret=True)
 
     # --- alerts and business figures (server/alerts, server/business) ---
@@ -244,6 +258,14 @@ class Settings:
             raise SettingsError("WORKERS must be at least 1")
         self.trusted_networks  # noqa: B018  (parses TRUSTED_PROXIES: a typo fails at start, not per request)
         self.upstream_price_per_1000  # noqa: B018  (a typo in UPSTREAM_PRICES fails at start)
+        from server.releases.signing import SigningKeyError, load_keys
+
+        try:
+            load_keys(self.update_signing_key)
+        except SigningKeyError as exc:
+            raise SettingsError(str(exc)) from None
+        if self.update_manifest_ttl < 3600:
+            raise SettingsError("UPDATE_MANIFEST_TTL must be at least 3600 seconds")
         if self.max_json_bytes < 1024:
             raise SettingsError("MAX_JSON_BYTES must be at least 1024")
         if self.is_production and self.bcrypt_cost < 10:
@@ -266,7 +288,8 @@ class Settings:
             if f.metadata["secret"]:
                 value = getattr(self, f.name)
                 if isinstance(value, str) and value and f.name not in ("database_url", "redis_url"):
-                    values.extend(v.split("=", 1)[-1] for v in value.split(",") if v)
+                    # Whole entries too: a base64 key ends in "=", which is not a kid separator.
+                    values.extend(part for v in value.split(",") if v for part in (v, v.split("=", 1)[-1]))
         return [v for v in values if len(v) >= 8]
 
 

@@ -19,12 +19,14 @@ from playwright.async_api import Browser
 
 from fakes.stripe_fake import checkout_and_pay, fake_stripe, session_id_of  # noqa: F401 (fixture)
 from helpers import DEFAULT_PASSWORD, unique_email
+from releases_support import zxp
 from server.audit import audit
 from server.auth.service import CurrentUser, create_user
 from server.billing import BILLING
 from server.generation import GENERATION
 from server.keybank import KEYBANK
 from server.mail import MAIL
+from server.releases import RELEASES, Actor
 from test_portal_browser import ARTIFACTS, CHROMIUM_ARGS, Live, browser, live  # noqa: F401 (fixtures)
 from test_portal_pages import tiny_wav
 
@@ -92,8 +94,13 @@ async def seeded(live: Live, db, settings) -> Seeded:
     await audit(db, admin_id, "key.disabled", "provider_key", view.id, {"label": view.label, "last4": view.last4})
     await app[MAIL].send(customer_email, "A subject line long enough to need wrapping on a phone screen", "Body " * 200)
     mail_id = await db.fetchval("SELECT max(id) FROM mail_outbox")
+    for version in ("1.0.0", "1.1.0"):
+        await app[RELEASES].publish(zxp(version), product="cep", channel="stable", version=version,
+                                    actor=Actor(admin_id, admin_email), notes_md="- Loops keep their fades " * 8)
     return Seeded(customer_email, admin_email, {
         "user_id": str(customer_id), "generation_id": str(generation_id), "message_id": str(mail_id),
+        # A package download is a file, not a page (a browser would save it): a missing version's 404 page stands in.
+        "product": "cep", "version": "0.0.0",
     })
 
 

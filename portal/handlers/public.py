@@ -1,4 +1,4 @@
-"""Pages anyone may see: the front door, pricing and downloads."""
+"""Pages anyone may see: the front door and pricing (downloads live with the releases pages)."""
 
 from __future__ import annotations
 
@@ -31,14 +31,4 @@ async def pricing(request: web.Request) -> web.Response:
             "rules": await domains.pricing_rules(pool),
             "current_plan": current_plan,
         },
-    )
-
-
-@routes.get("/downloads", name="portal.downloads")
-async def downloads(request: web.Request) -> web.Response:
-    releases = await domains.releases(request.app[DB])
-    return await render(
-        request,
-        "downloads.html",
-        {"page_title": "Download the panel", "latest": releases[0] if releases else None, "releases": releases},
     )

@@ -11,14 +11,18 @@ import uuid
 
 from aiohttp import web
 
-from server.appkeys import METRICS, REQUEST_ID, SETTINGS
-from server.web.errors import ApiError, PayloadTooLarge
+from server.appkeys import METRICS, PANEL_FLOOR, REQUEST_ID, SETTINGS
+from server.web.errors import ApiError, BadRequest, PayloadTooLarge
 from server.web.logs import request_id_var
 
 log = logging.getLogger("server.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+# Routes asked too often for an access line each (every panel polls the update manifest): the
+# request metrics still count them, and failures are still logged.
+QUIET_ROUTES = frozenset({"/healthz", "/metrics", "/v1/updates/{product}/{channel}"})
 
 HTTP_CODES = {
     400: "bad_request",
@@ -139,7 +143,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         if metrics is not None:
             metrics.requests.labels(request.method, label, str(status)).inc()
             metrics.latency.labels(request.method, label).observe(elapsed)
-        if label not in ("/healthz", "/metrics"):
+        if label not in QUIET_ROUTES or status >= 400:
             log.info(
                 "request",
                 extra={"method": request.method, "path": request.path, "status": status, "ms": round(elapsed * 1000, 2)},
@@ -159,10 +163,10 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
     return ApiError(message, code=code, status=exc.status, headers=headers)
 
 
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id, X-Panel-Version, X-Panel-Product"
 CORS_EXPOSE_HEADERS = (
     "X-Request-Id, Retry-After, Content-Disposition, X-Generation-Id, X-Credits-Charged, "
-    "X-Credits-Remaining, X-Audio-Duration"
+    "X-Credits-Remaining, X-Audio-Duration, ETag, X-Update-Signatures"
 )
 
 
@@ -195,3 +199,40 @@ async def security_headers(request: web.Request, handler) -> web.StreamResponse:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
+
+
+# The manifest must reach every panel, however old: it is how an outdated panel learns what to install.
+PANEL_CHECK_EXEMPT = ("/v1/updates/", "/v1/openapi.json")
+
+
+@web.middleware
+async def panel_version(request: web.Request, handler) -> web.StreamResponse:
+    """Panels send X-Panel-Product and X-Panel-Version on every call; one older than its product's
+    minimum gets 426 panel_outdated with the download address, before any handler runs. Calls
+    without the header (scripts, panels from before the header) pass unless PANEL_VERSION_REQUIRED."""
+    path = request.path
+    if not path.startswith("/v1/") or path.startswith(PANEL_CHECK_EXEMPT) or request.method == "OPTIONS":
+        return await handler(request)
+    floors = request.app.get(PANEL_FLOOR)
+    version = request.headers.get("X-Panel-Version")
+    product = request.headers.get("X-Panel-Product", "cep")
+    if version is None:
+        if request.app[SETTINGS].panel_version_required:
+            raise ApiError(
+                "This API answers only the SFX Studio panel: update the panel (it sends X-Panel-Version).",
+                code="panel_version_required", status=426,
+                details={"download_url": floors.download_url(product) if floors else None},
+            )
+        return await handler(request)
+    if floors is not None:
+        try:
+            outdated = floors.panel_outdated(product, version)
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="invalid_panel_version") from None
+        if outdated is not None:
+            raise ApiError(
+                f"This panel ({version}) is too old: version {outdated['min_supported_version']} or newer is needed. "
+                "Download and install the update, then restart Premiere Pro.",
+                code="panel_outdated", status=426, details=outdated,
+            )
+    return await handler(request)
