@@ -125,6 +125,12 @@ def generation(app: web.Application) -> Any:
     return app.get(GENERATION)
 
 
+def provider_names() -> tuple[str, ...]:
+    from server.providers import Providers
+
+    return Providers.names()
+
+
 def audio_storage(app: web.Application) -> Any:
     """The AudioStorage the generation service writes to (path/exists/delete), or None without it."""
     from server.generation import GENERATION

@@ -10,7 +10,7 @@ The simulator answers instantly (its audio cache serves the same clip every time
 difference between (a) and (b) is the proxy's own cost. Simulator and proxy each run as their
 own process (`python -m server simulator` / `python -m server serve`, exactly as production
 starts it: uvloop when installed, `--workers N`); the load comes from this one: (a) makes the
-very SDK call the proxy makes (server.generation.upstream: same client, same options), (b) posts
+very SDK call the proxy makes (server.providers.elevenlabs: same client, same options), (b) posts
 with aiohttp's client, the lightest Python HTTP client, so the load generator takes as little
 as possible of the cores it shares with the proxy. "busy" is the share of all CPUs in use during a
 run (any process), "stolen" the share a virtual machine's hypervisor kept for others while this
@@ -62,7 +62,7 @@ import redis.asyncio as aioredis  # noqa: E402
 from server.auth import verification  # noqa: E402
 from server.credits import service as credits  # noqa: E402
 from server.db import migrate  # noqa: E402
-from server.generation.upstream import Upstream, create_http_client  # noqa: E402
+from server.providers.elevenlabs import Upstream, create_http_client  # noqa: E402
 from server.keybank import KeyBank  # noqa: E402
 from server.settings import Settings  # noqa: E402
 

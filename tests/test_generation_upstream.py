@@ -9,8 +9,11 @@ import asyncio
 import pytest
 
 from generation_support import sim  # noqa: F401  (fixture)
-from server.generation.upstream import Upstream, create_http_client
-from server.keybank.failures import FailureKind, RetryOnAnotherKey, classify
+from server.providers import FailureKind, RetryOnAnotherKey
+from server.providers.elevenlabs import ElevenLabs, Upstream, create_http_client
+from server.settings import Settings
+
+classify = ElevenLabs(Settings()).classify
 
 KEY = "sk_" + "5" * 48
 SFX = {"text": "glass breaks", "duration_seconds": 1.0, "prompt_influence": 0.3, "loop": False,

@@ -9,16 +9,20 @@ import pytest
 from elevenlabs.core.api_error import ApiError as ProviderApiError
 from elevenlabs.core.parse_error import ParsingError
 
-from server.keybank.failures import (
+from server.providers.base import (
     MAX_RETRY_AFTER,
     Failure,
     FailureKind,
     RetryOnAnotherKey,
     UpstreamUserError,
-    classify,
     parse_retry_after,
-    user_error,
 )
+from server.providers.elevenlabs import ElevenLabs
+from server.settings import Settings
+
+ELEVENLABS = ElevenLabs(Settings())
+classify = ELEVENLABS.classify
+user_error = ELEVENLABS.user_error
 
 
 def provider_error(status, code=None, message="", headers=None, body=None):

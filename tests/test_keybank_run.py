@@ -386,7 +386,7 @@ async def test_errors_never_carry_the_secret(bank, add_key):
 
 def sfx_attempt(bank, seen=None):
     async def attempt(lease):
-        client = bank.elevenlabs(lease)
+        client = bank.client(lease)
         async with client.text_to_sound_effects.with_raw_response.convert(
             text="a door slams", duration_seconds=0.5, output_format="mp3_44100_128", request_options={"max_retries": 0}
         ) as response:
@@ -452,7 +452,7 @@ async def test_a_voice_that_does_not_exist_is_a_400_for_the_user_and_no_other_ke
     await add_key("b")
 
     async def speak(lease):
-        client = bank.elevenlabs(lease)
+        client = bank.client(lease)
         chunks = client.text_to_speech.convert("no-such-voice", text="hello", request_options={"max_retries": 0})
         return b"".join([c async for c in chunks])
 

@@ -213,7 +213,7 @@ async def keys_page(request: web.Request, *, errors: dict | None = None, form: d
     return await render(
         request, "admin/keys.html",
         {"page_title": "Key bank", "keys": keys, "available": bank is not None, "errors": errors or {},
-         "form": form or {}, "now": datetime.now(timezone.utc)},
+         "form": form or {}, "now": datetime.now(timezone.utc), "providers": domains.provider_names()},
         status=status,
     )
 

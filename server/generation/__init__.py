@@ -35,9 +35,9 @@ def setup(app: web.Application) -> None:
 async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.credits.ratelimit import RateLimiter
     from server.generation.retention import sweep_if_leader
-    from server.generation.upstream import Upstream, create_http_client
     from server.generation.voices import VoiceCatalog
     from server.keybank import KEYBANK
+    from server.providers.elevenlabs import Upstream, create_http_client
     from server.storage import LocalStorage
 
     settings = app[SETTINGS]

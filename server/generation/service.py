@@ -38,9 +38,9 @@ from server.credits.pricing import Pricing, quote_sfx, quote_voice
 from server.generation import repo
 from server.generation.naming import filename_for
 from server.generation.params import Spec, chunk_limit, context_for, split_script
-from server.generation.upstream import Upstream, UpstreamAudio
 from server.generation.voices import VoiceCatalog
 from server.keybank import KeyBank, Lease
+from server.providers.elevenlabs import Upstream, UpstreamAudio
 from server.settings import Settings
 from server.storage import LocalStorage
 from server.web.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, UpstreamError, ValidationFailed

@@ -20,9 +20,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from server.generation.upstream import Upstream
 from server.keybank import KeyBank
-from server.keybank.failures import classify
+from server.providers.elevenlabs import Upstream
 from server.settings import Settings
 
 log = logging.getLogger("server.generation.voices")
@@ -128,7 +127,7 @@ class VoiceCatalog:
                     async with asyncio.timeout(FETCH_TIMEOUT):
                         return key_id, await self.upstream.voices(secret)
                 except Exception as exc:
-                    failure = classify(exc)
+                    failure = self.keybank.providers.classify(PROVIDER, exc)
                     log.warning(
                         "voice list unavailable for a key",
                         extra={"key_id": key_id, "failure": failure.describe() if failure else type(exc).__name__},

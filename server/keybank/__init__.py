@@ -9,13 +9,12 @@ import asyncio
 import logging
 from typing import AsyncIterator
 
-import httpx
 from aiohttp import web
 
 from server import periodic
 from server.appkeys import DB, METRICS, REDIS, SETTINGS
-from server.keybank.failures import FailureKind, RetryOnAnotherKey, UpstreamUserError
 from server.keybank.service import KeyBank, KeyBankConfig, KeyInfo, KeyView, Lease
+from server.providers import FailureKind, Providers, RetryOnAnotherKey, UpstreamUserError
 
 log = logging.getLogger("server.keybank")
 
@@ -34,13 +33,10 @@ def setup(app: web.Application) -> None:
 async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.keybank.refresher import refresh_round, refresh_tick
 
-    # One connection pool to the providers for every key; the SDK timeout is per socket operation,
+    # One connection pool per provider for every key; SDK timeouts are per socket operation,
     # total deadlines come from KeyBank.run.
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(60.0, connect=10.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-    )
-    bank = KeyBank(app[SETTINGS], app[DB], app[REDIS], http=http, metrics=app[METRICS])
+    providers = Providers(app[SETTINGS])
+    bank = KeyBank(app[SETTINGS], app[DB], app[REDIS], providers=providers, metrics=app[METRICS])
     app[KEYBANK] = bank
     try:
         async with asyncio.timeout(5):
@@ -59,4 +55,4 @@ async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
             await bank.flush_usage()
     except Exception:
         log.warning("quota usage not flushed at shutdown; it stays in Redis", exc_info=True)
-    await http.aclose()
+    await providers.aclose()

@@ -15,7 +15,7 @@ from server.web.errors import ApiError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    keys = subparsers.add_parser("keys", help="manage the provider key bank (ElevenLabs keys)")
+    keys = subparsers.add_parser("keys", help="manage the provider key bank (ElevenLabs and LLM keys)")
     sub = keys.add_subparsers(dest="keys_command", required=True)
 
     add = sub.add_parser("add", help="validate a key with its provider and store it encrypted (secret read from stdin)")

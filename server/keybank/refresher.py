@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from server.keybank import repo
 from server.keybank.leases import RuntimeState
-from server.keybank.service import PROBED_PROVIDERS, KeyBank, ProbeResult
+from server.keybank.service import PROVIDERS, KeyBank, ProbeResult
 
 log = logging.getLogger("server.keybank.refresher")
 
@@ -55,7 +55,7 @@ async def refresh_once(bank: KeyBank, *, force: bool = False) -> RefreshReport |
         # A reading replaces quota_used with the provider's count, which already includes the
         # usage counted so far: it must be in Postgres first, or the next flush would add it twice.
         await bank.flush_usage()
-        for provider in PROBED_PROVIDERS:
+        for provider in PROVIDERS:
             report.probed += await _refresh_provider(bank, provider, force=force)
         return report
     finally:

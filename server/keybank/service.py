@@ -19,14 +19,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, TypeVar
 
 import asyncpg
-import httpx
 import redis.asyncio as aioredis
 
 from server.keybank import repo
 from server.keybank.crypto import KeyCipher, KeyDecryptError, Sealed
-from server.keybank.failures import Failure, FailureKind, classify, safe_text, user_error
 from server.keybank.leases import CandidateRow, Granted, LeaseStore, Refused, RuntimeState
-from server.keybank.providers import QuotaReading, elevenlabs_client, probe_elevenlabs
+from server.providers import REGISTRY, Failure, FailureKind, Provider, Providers, QuotaReading, safe_text
 from server.settings import Settings
 from server.web.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
 from server.web.logs import REDACTOR
@@ -36,10 +34,8 @@ log = logging.getLogger("server.keybank")
 
 T = TypeVar("T")
 
-PROVIDERS = ("elevenlabs", "openai", "anthropic")
-# Providers whose keys can be validated and refreshed today; the others are accepted by the
-# schema so later issues only add a probe.
-PROBED_PROVIDERS = ("elevenlabs",)
+# Every provider the registry knows can be banked, probed and refreshed.
+PROVIDERS = tuple(REGISTRY)
 USAGE_FLUSH_LOCK = "usage-flush"
 
 
@@ -125,6 +121,7 @@ class Lease:
     lease_id: str = field(repr=False)
     in_flight: int = 0
     cost: int = 0
+    meter: Callable[[Mapping[str, str]], float | None] | None = field(default=None, repr=False)
 
     def report_cost(self, amount: int | float | None) -> None:
         """Quota the provider says this attempt used (ElevenLabs: the `character-cost` header)."""
@@ -132,13 +129,9 @@ class Lease:
             self.cost += int(math.ceil(amount))
 
     def report_headers(self, headers: Mapping[str, str] | None) -> None:
-        for name, value in (headers or {}).items():
-            if name.lower() == "character-cost":
-                try:
-                    self.report_cost(float(value))
-                except ValueError:
-                    pass
-                return
+        """Quota used as the provider's response headers state it (how they say it is the provider's)."""
+        if self.meter is not None:
+            self.report_cost(self.meter(headers or {}))
 
 
 @dataclass(frozen=True)
@@ -157,7 +150,7 @@ class KeyBank:
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
         *,
-        http: httpx.AsyncClient | None = None,
+        providers: Providers | None = None,
         metrics: Metrics | None = None,
         config: KeyBankConfig | None = None,
     ) -> None:
@@ -165,8 +158,8 @@ class KeyBank:
         self.pool = pool
         self.leases = LeaseStore(redis, settings)
         self.cipher = KeyCipher.from_settings(settings)
-        self._http = http
-        self._owns_http = http is None
+        self.providers = providers or Providers(settings)
+        self._owns_providers = providers is None
         self.metrics = metrics or Metrics()
         self.config = config or KeyBankConfig()
         # Ciphertext, not plaintext, is cached: a secret is decrypted for each lease and dropped after.
@@ -186,17 +179,9 @@ class KeyBank:
             await redis.aclose()
             await pool.close()
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The HTTP connection pool for provider calls (made on first use when none was given)."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
-        return self._http
-
     async def aclose(self) -> None:
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._owns_providers:
+            await self.providers.aclose()
 
     # --- operator functions ------------------------------------------------------------
 
@@ -306,9 +291,12 @@ class KeyBank:
             raise NotFound(f"No provider key #{key_id}", code="key_not_found")
         return self._decrypt(record)
 
-    def elevenlabs(self, lease: Lease):
-        """An ElevenLabs SDK client for this lease, sharing the bank's connection pool."""
-        return elevenlabs_client(lease.secret, self.settings.elevenlabs_base_url, self.http)
+    def provider(self, name: str) -> Provider:
+        return self.providers.get(name)
+
+    def client(self, lease: Lease) -> Any:
+        """The provider's SDK client for this lease, sharing the provider's connection pool."""
+        return self.providers.get(lease.provider).client(lease.secret)
 
     # --- leasing -----------------------------------------------------------------------
 
@@ -401,14 +389,14 @@ class KeyBank:
                 await asyncio.shield(self._release_quietly(lease, "cancelled"))
             raise
         except Exception as exc:
-            failure = classify(exc)
+            failure = self.providers.classify(lease.provider, exc)
             if failure is None:
                 # Not an upstream failure (a bug, or the caller's own error): the key is not to blame.
                 await asyncio.shield(self._release_quietly(lease, "error"))
                 raise
             await asyncio.shield(self._settle(lease, failure))
             if failure.kind is FailureKind.USER:
-                raise user_error(failure) from None
+                raise self.providers.get(lease.provider).user_error(failure) from None
             return failure
         await asyncio.shield(self._succeed(lease))
         return _Ok(value)
@@ -454,6 +442,7 @@ class KeyBank:
             secret=secret,
             lease_id=granted.lease_id,
             in_flight=granted.in_flight,
+            meter=self.providers.get(provider).usage_from_headers if provider in REGISTRY else None,
         )
 
     async def _sealed_record(self, key_id: int) -> asyncpg.Record | None:
@@ -561,7 +550,7 @@ class KeyBank:
             await repo.record_error(self.pool, key_id, str(exc))
             return ProbeResult(key_id, False, record["status"], Failure(FailureKind.SERVER, message=str(exc)))
         except Exception as exc:
-            failure = classify(exc) or Failure(FailureKind.SERVER, message=type(exc).__name__)
+            failure = self.providers.classify(provider, exc) or Failure(FailureKind.SERVER, message=type(exc).__name__)
             self.metrics.upstream.labels(provider, "probe_" + failure.kind.value).inc()
             if failure.kind is FailureKind.QUOTA or failure.kind.disables or failure.kind.cools_down:
                 await self._apply_failure(key_id, provider, record["label"], failure)
@@ -595,11 +584,9 @@ class KeyBank:
         return row["status"]
 
     async def _probe(self, provider: str, secret: str) -> QuotaReading:
-        if provider == "elevenlabs":
-            return await probe_elevenlabs(
-                secret, base_url=self.settings.elevenlabs_base_url, http=self.http, timeout=self.config.probe_timeout
-            )
-        raise BadRequest(f"Keys of provider {provider!r} cannot be validated yet", code="provider_not_supported")
+        if provider not in REGISTRY:
+            raise BadRequest(f"Keys of provider {provider!r} cannot be validated", code="provider_not_supported")
+        return await self.providers.get(provider).probe(secret, timeout=self.config.probe_timeout)
 
     async def _validate_with_provider(self, provider: str, secret: str) -> QuotaReading:
         try:
@@ -607,7 +594,7 @@ class KeyBank:
         except BadRequest:
             raise
         except Exception as exc:
-            failure = classify(exc)
+            failure = self.providers.classify(provider, exc)
             if failure is None:
                 log.exception("key validation failed unexpectedly", extra={"provider": provider})
                 raise UpstreamError("The key could not be validated; it was not saved", code="upstream_unavailable") from None
@@ -653,7 +640,7 @@ class KeyBank:
         return await self.leases.sync(provider, revision, candidates)
 
     async def sync_all(self) -> None:
-        providers = set(await repo.providers_in_use(self.pool)) | set(PROBED_PROVIDERS)
+        providers = set(await repo.providers_in_use(self.pool)) | set(PROVIDERS)
         for provider in sorted(providers):
             await self.sync(provider)
 

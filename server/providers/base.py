@@ -1,38 +1,32 @@
-"""What an upstream failure means for the key that produced it.
+"""What every provider shares: the kinds of failure, a quota reading, and the provider interface.
 
 The key bank never retries blindly: each failure is sorted into a kind, and the kind decides
 whether the key cools down, is parked until its quota resets, is disabled for an operator, or
-whether the request itself was wrong (then no other key would do better, so no retry).
+whether the request itself was wrong (then no other key would do better, so no retry). Each
+provider module sorts its own SDK's errors; the transport troubles every SDK shares (timeouts,
+resets, refused connections) are sorted here once.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import enum
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import aiohttp
 import httpx
-from elevenlabs.core.api_error import ApiError as ProviderApiError
 
+from server.settings import Settings
 from server.web.errors import ApiError
 from server.web.logs import REDACTOR
 
-try:
-    from elevenlabs.core.parse_error import ParsingError
-except ImportError:  # SDK releases before ParsingError raised pydantic errors, not classified
-    ParsingError = ()  # type: ignore[assignment,misc]
-
 # A Retry-After beyond this is treated as this: a key parked for days should be an operator's call.
 MAX_RETRY_AFTER = 3600.0
-
-CONCURRENCY_CODES = {"too_many_concurrent_requests", "concurrent_limit_exceeded", "concurrency_limit_exceeded"}
-QUOTA_CODES = {"quota_exceeded", "insufficient_quota", "credits_exhausted"}
-INVALID_KEY_CODES = {"invalid_api_key", "api_key_invalid", "invalid_key"}
-PERMISSION_CODES = {"missing_permissions", "missing_permission", "permission_denied"}
 
 
 class FailureKind(str, enum.Enum):
@@ -77,6 +71,30 @@ class Failure:
         return safe_text(text, 300)
 
 
+@dataclass(frozen=True)
+class QuotaReading:
+    limit: int | None
+    used: int | None
+    reset_at: datetime | None
+    tier: str | None = None
+    # Usage-based billing lets an account go past its limit; such a key is not parked on a reading.
+    overage_allowed: bool = False
+    # The provider answered quota_exceeded instead of a reading.
+    quota_exceeded: bool = False
+
+    @property
+    def remaining(self) -> int | None:
+        if self.limit is None or self.used is None:
+            return None
+        return self.limit - self.used
+
+    @property
+    def exhausted(self) -> bool:
+        if self.quota_exceeded:
+            return True
+        return self.remaining is not None and self.remaining <= 0 and not self.overage_allowed
+
+
 class UpstreamUserError(ApiError):
     """The provider rejected the request itself; another key would answer the same."""
 
@@ -84,27 +102,59 @@ class UpstreamUserError(ApiError):
 
 
 class RetryOnAnotherKey(Exception):
-    """Raised by an attempt whose answer was unusable (empty or corrupt audio): cool the key, try another."""
+    """Raised by an attempt whose answer was unusable (empty audio, a reply off its schema): cool
+    the key, try another."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-# Safe messages for the request errors users can act on; anything else gets the provider's text, scrubbed.
-USER_MESSAGES = {
-    "voice_not_found": "The selected voice does not exist or is not available.",
-    "max_character_limit_exceeded": "The text is too long for this model; shorten it or split it.",
-    "invalid_voice_settings": "The voice settings are out of range.",
-    "model_not_found": "The selected model does not exist.",
-    "invalid_output_format": "The requested output format is not available.",
-}
+class Provider(abc.ABC):
+    """One upstream service: its SDK client, how its errors read, and how to read a key's quota.
+
+    Adding a provider is a module with a subclass of this and one row in the registry
+    (server/providers/__init__.py). The key bank only ever calls these methods.
+    """
+
+    name: ClassVar[str]
+    # What a key's quota counts (ElevenLabs: characters; LLMs: tokens), shown beside quotas.
+    quota_unit: ClassVar[str]
+    # Messages for the request errors users can act on, by the provider's error code.
+    user_messages: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abc.abstractmethod
+    def client(self, secret: str) -> Any:
+        """The official SDK's client for one key, sharing this provider's connection pool."""
+
+    @abc.abstractmethod
+    async def probe(self, secret: str, *, timeout: float) -> QuotaReading:
+        """Ask the provider about a key (valid? quota left?); raises what `classify` sorts."""
+
+    @abc.abstractmethod
+    def classify_api_error(self, exc: BaseException) -> Failure | None:
+        """The failure one of this SDK's own exceptions stands for, or None when it is not one."""
+
+    def classify(self, exc: BaseException) -> Failure | None:
+        """The failure an exception stands for, or None when it is not an upstream failure at all."""
+        return self.classify_api_error(exc) or classify_transport(exc)
+
+    def usage_from_headers(self, headers: Mapping[str, str]) -> float | None:
+        """Quota an answer used, when the provider states it in response headers."""
+        return None
+
+    def user_error(self, failure: Failure) -> UpstreamUserError:
+        return user_error(failure, self.user_messages)
+
+    async def aclose(self) -> None:
+        """Close connection pools the provider opened."""
 
 
-def classify(exc: BaseException) -> Failure | None:
-    """The failure an exception stands for, or None when it is not an upstream failure at all."""
-    if isinstance(exc, ProviderApiError):
-        return classify_api_error(exc.status_code, exc.headers or {}, exc.body)
+def classify_transport(exc: BaseException) -> Failure | None:
+    """Failures every SDK shares: our own RetryOnAnotherKey, timeouts and connection trouble."""
     if isinstance(exc, RetryOnAnotherKey):
         return Failure(FailureKind.SERVER, message=safe_text(exc.reason))
     cause = exc.__cause__
@@ -120,26 +170,28 @@ def classify(exc: BaseException) -> Failure | None:
         return Failure(FailureKind.TIMEOUT, message=type(exc).__name__)
     if isinstance(exc, httpx.TransportError) or isinstance(exc, ConnectionError):
         return Failure(FailureKind.CONNECTION, message=type(exc).__name__)
-    if isinstance(exc, ParsingError):
-        # An answer that does not match the provider's schema: that server is having a bad moment.
-        return Failure(FailureKind.SERVER, status=exc.status_code, message="unparseable response")
     return None
 
 
-def classify_api_error(status: int | None, headers: Mapping[str, str], body: Any) -> Failure:
-    code, message = detail_of(body)
-    retry_after = parse_retry_after(headers)
+def classify_status(
+    status: int | None, code: str | None, message: str, retry_after: float | None, *,
+    concurrency_codes: frozenset[str] = frozenset(), quota_codes: frozenset[str] = frozenset(),
+    permission_codes: frozenset[str] = frozenset(),
+) -> Failure:
+    """The common reading of an HTTP error status; providers pass the codes that refine it."""
     status = status or 0
     if status == 429:
-        kind = FailureKind.CONCURRENCY if code in CONCURRENCY_CODES else FailureKind.BUSY
+        if code in quota_codes:
+            return Failure(FailureKind.QUOTA, status, code, message, retry_after)
+        kind = FailureKind.CONCURRENCY if code in concurrency_codes else FailureKind.BUSY
         return Failure(kind, status, code, message, retry_after)
     if status in (401, 402):
-        if code in QUOTA_CODES or status == 402:
+        if code in quota_codes or status == 402:
             kind = FailureKind.QUOTA
-        elif code in PERMISSION_CODES:
+        elif code in permission_codes:
             kind = FailureKind.PERMISSIONS
         else:
-            # invalid_api_key and any other 401: the key cannot be used as it is.
+            # An invalid key and any other 401: the key cannot be used as it is.
             kind = FailureKind.INVALID_KEY
         return Failure(kind, status, code, message, retry_after)
     if status == 403:
@@ -150,45 +202,17 @@ def classify_api_error(status: int | None, headers: Mapping[str, str], body: Any
     return Failure(FailureKind.USER, status, code, message)
 
 
-def user_error(failure: Failure) -> UpstreamUserError:
+def user_error(failure: Failure, messages: Mapping[str, str] | None = None) -> UpstreamUserError:
     """The API error shown to the user for a request the provider rejected."""
     status = 422 if failure.status == 422 else 400
     code = "validation_failed" if status == 422 else "invalid_request"
-    message = USER_MESSAGES.get(failure.code or "") or (
+    message = (messages or {}).get(failure.code or "") or (
         "The provider rejected the request" + (": " + failure.message if failure.message else ".")
     )
-    details = {"upstream_status": failure.status}
+    details: dict[str, Any] = {"upstream_status": failure.status}
     if failure.code:
         details["upstream_code"] = failure.code
     return UpstreamUserError(safe_text(message, 300), code=code, status=status, details=details)
-
-
-def detail_of(body: Any) -> tuple[str | None, str]:
-    """(code, message) from the provider's error body, whatever shape it took."""
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, dict):
-        code = detail.get("code") or detail.get("status")
-        message = detail.get("message") or detail.get("msg") or ""
-        # ElevenLabs puts the reason in `status` and sometimes a generic value in `code`.
-        status_field = detail.get("status")
-        if isinstance(status_field, str) and _known(status_field) and not _known(str(code)):
-            code = status_field
-        return (str(code) if code else None), safe_text(str(message))
-    if isinstance(detail, list) and detail:
-        first = detail[0]
-        if isinstance(first, dict):
-            loc = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-            msg = str(first.get("msg", ""))
-            return "validation_error", safe_text(f"{loc}: {msg}" if loc else msg)
-    if isinstance(detail, str):
-        return None, safe_text(detail)
-    return None, ""
-
-
-def _known(code: str) -> bool:
-    return code in CONCURRENCY_CODES | QUOTA_CODES | INVALID_KEY_CODES | PERMISSION_CODES | set(USER_MESSAGES) | {
-        "system_busy", "rate_limit_exceeded"
-    }
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

@@ -1,23 +1,40 @@
-"""ElevenLabs calls through the official SDK, one attempt on one leased key.
+"""ElevenLabs: the SDK client per key, how its errors read, its quota, and the audio calls.
 
 Rotation, retries and deadlines belong to the key bank; here an attempt either returns usable
-bytes with the provider's metadata or raises what the key bank classifies (the SDK's ApiError,
-httpx transport errors, or RetryOnAnotherKey for an unusable 200 answer).
+bytes with the provider's metadata or raises what `classify` sorts (the SDK's ApiError, httpx
+transport errors, or RetryOnAnotherKey for an unusable 200 answer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import wave
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Mapping
 
 import httpx
 from elevenlabs import AsyncElevenLabs
-from httpx_aiohttp import HttpxAiohttpClient
+from elevenlabs.core.api_error import ApiError as ProviderApiError
 from elevenlabs.types import VoiceSettings
+from httpx_aiohttp import HttpxAiohttpClient
 
-from server.keybank.failures import RetryOnAnotherKey
+from server.providers.base import (
+    Failure,
+    FailureKind,
+    Provider,
+    QuotaReading,
+    RetryOnAnotherKey,
+    classify_status,
+    parse_retry_after,
+    safe_text,
+)
+
+try:
+    from elevenlabs.core.parse_error import ParsingError
+except ImportError:  # SDK releases before ParsingError raised pydantic errors, not classified
+    ParsingError = ()  # type: ignore[assignment,misc]
 
 # Editors want 48 kHz; a WAV container tells the decoder its own sample format, raw PCM would not.
 PREFERRED_FORMAT = "wav_48000"
@@ -174,8 +191,118 @@ def _is_wav(data: bytes) -> bool:
     return got == expected or expected >= STREAMING_PLACEHOLDER
 
 
-def _int_or_none(value: str | None) -> int | None:
+def _int_or_none(value: Any) -> int | None:
     try:
         return int(float(value)) if value is not None else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
+
+
+# --- the key bank's side: errors and quota ------------------------------------------------------
+
+CONCURRENCY_CODES = frozenset({"too_many_concurrent_requests", "concurrent_limit_exceeded", "concurrency_limit_exceeded"})
+QUOTA_CODES = frozenset({"quota_exceeded", "insufficient_quota", "credits_exhausted"})
+INVALID_KEY_CODES = frozenset({"invalid_api_key", "api_key_invalid", "invalid_key"})
+PERMISSION_CODES = frozenset({"missing_permissions", "missing_permission", "permission_denied"})
+
+# Safe messages for the request errors users can act on; anything else gets the provider's text, scrubbed.
+USER_MESSAGES = {
+    "voice_not_found": "The selected voice does not exist or is not available.",
+    "max_character_limit_exceeded": "The text is too long for this model; shorten it or split it.",
+    "invalid_voice_settings": "The voice settings are out of range.",
+    "model_not_found": "The selected model does not exist.",
+    "invalid_output_format": "The requested output format is not available.",
+}
+_KNOWN = CONCURRENCY_CODES | QUOTA_CODES | INVALID_KEY_CODES | PERMISSION_CODES | set(USER_MESSAGES) | {
+    "system_busy", "rate_limit_exceeded"
+}
+
+
+class ElevenLabs(Provider):
+    name = "elevenlabs"
+    quota_unit = "characters"
+    user_messages = USER_MESSAGES
+
+    def __init__(self, settings, *, http: httpx.AsyncClient | None = None) -> None:
+        super().__init__(settings)
+        self._http = http
+        self._owns_http = http is None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pool for the key bank's calls (probes); generation has its own (Upstream)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0),
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            )
+        return self._http
+
+    def client(self, secret: str) -> AsyncElevenLabs:
+        return AsyncElevenLabs(api_key=secret, base_url=self.settings.elevenlabs_base_url, httpx_client=self.http)
+
+    async def probe(self, secret: str, *, timeout: float) -> QuotaReading:
+        """GET /v1/user/subscription with this key; raises the SDK's or httpx's exception on failure."""
+        async with asyncio.timeout(timeout):
+            sub = await self.client(secret).user.subscription.get(request_options={"max_retries": 0})
+        reset_unix = getattr(sub, "next_character_count_reset_unix", None)
+        return QuotaReading(
+            limit=_int_or_none(getattr(sub, "character_limit", None)),
+            used=_int_or_none(getattr(sub, "character_count", None)),
+            reset_at=datetime.fromtimestamp(reset_unix, tz=timezone.utc) if reset_unix else None,
+            tier=getattr(sub, "tier", None),
+            overage_allowed=bool(getattr(sub, "can_extend_character_limit", False))
+            and bool(getattr(sub, "allowed_to_extend_character_limit", False)),
+        )
+
+    def usage_from_headers(self, headers: Mapping[str, str]) -> float | None:
+        for name, value in headers.items():
+            if name.lower() == "character-cost":
+                try:
+                    return float(value)
+                except ValueError:
+                    return None
+        return None
+
+    def classify_api_error(self, exc: BaseException) -> Failure | None:
+        if isinstance(exc, ProviderApiError):
+            return classify_api_error(exc.status_code, exc.headers or {}, exc.body)
+        if isinstance(exc, ParsingError):
+            # An answer that does not match the provider's schema: that server is having a bad moment.
+            return Failure(FailureKind.SERVER, status=exc.status_code, message="unparseable response")
+        return None
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def classify_api_error(status: int | None, headers: Mapping[str, str], body: Any) -> Failure:
+    code, message = detail_of(body)
+    return classify_status(
+        status, code, message, parse_retry_after(headers), concurrency_codes=CONCURRENCY_CODES,
+        quota_codes=QUOTA_CODES, permission_codes=PERMISSION_CODES,
+    )
+
+
+def detail_of(body: Any) -> tuple[str | None, str]:
+    """(code, message) from the provider's error body, whatever shape it took."""
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, dict):
+        code = detail.get("code") or detail.get("status")
+        message = detail.get("message") or detail.get("msg") or ""
+        # ElevenLabs puts the reason in `status` and sometimes a generic value in `code`.
+        status_field = detail.get("status")
+        if isinstance(status_field, str) and status_field in _KNOWN and str(code) not in _KNOWN:
+            code = status_field
+        return (str(code) if code else None), safe_text(str(message))
+    if isinstance(detail, list) and detail:
+        first = detail[0]
+        if isinstance(first, dict):
+            loc = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+            msg = str(first.get("msg", ""))
+            return "validation_error", safe_text(f"{loc}: {msg}" if loc else msg)
+    if isinstance(detail, str):
+        return None, safe_text(detail)
+    return None, ""
