@@ -92,19 +92,20 @@ async def test_corrupt_empty_and_truncated_answers_are_retried_on_another_key(ap
     assert len(sim.calls(good, "sound-generation")) == 1
 
 
-async def test_no_healthy_key_is_502_and_no_key_at_all_is_503(api, db, add_key, sim, bank):
+async def test_no_healthy_key_is_502_and_no_key_at_all_is_503_without_retry_advice(api, db, add_key, sim, bank):
     user = await user_with(api, db, 20)
     resp, _ = await post(api, "/v1/sfx", user, SFX)
     assert resp.status == 503
     body = await resp.json()
-    assert body["error"]["code"] == "capacity_exhausted" and int(resp.headers["Retry-After"]) >= 1
+    assert body["error"]["code"] == "no_active_key" and "Retry-After" not in resp.headers
+    assert "retry_after" not in body["error"]["details"]
     _, secret = await add_key("only")
     sim.state.inject(secret, "500")
     resp, _ = await post(api, "/v1/sfx", user, SFX)
     assert resp.status == 502
     assert (await resp.json())["error"]["code"] == "upstream_unavailable"
     reasons = [r["failure_reason"] for r in await db.fetch("SELECT failure_reason FROM generations ORDER BY created_at")]
-    assert reasons[0].startswith("capacity_exhausted") and reasons[1].startswith("upstream_unavailable")
+    assert reasons[0].startswith("no_active_key") and reasons[1].startswith("upstream_unavailable")
     assert await remaining(db, user.user_id) == 20
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from server.keybank import KEYBANK, KeyBankConfig
 from server.keybank.leases import CandidateRow, Granted
-from server.web.errors import ServiceUnavailable
+from server.web.errors import ApiError, ServiceUnavailable
 from keybank_support import add_key, bank, json_logs, new_secret, redis, secrets_made, sim, sim_settings  # noqa: F401
 
 # --- fixtures (shared ones in keybank_support) ---------------------------------------------
@@ -25,7 +25,7 @@ def bank_config():
 async def try_acquire(bank, **kwargs):
     try:
         return await bank.acquire("elevenlabs", **kwargs)
-    except ServiceUnavailable as exc:
+    except ApiError as exc:  # capacity_exhausted or no_active_key
         return exc
 
 
@@ -204,7 +204,22 @@ async def test_a_disabled_key_receives_no_traffic(bank, add_key):
         assert lease.key_id == on.id
         await bank.release(lease)
     refused = await try_acquire(bank, key_ids={off.id})
-    assert refused.code == "capacity_exhausted"
+    assert refused.code == "no_active_key"
+
+
+async def test_with_every_key_disabled_the_refusal_says_so_and_gives_no_retry_advice(bank, add_key):
+    """Busy keys free up in seconds; disabled keys wait for an operator. A client told to retry
+    would retry forever, so the two answers differ."""
+    a, _ = await add_key("a")
+    b, _ = await add_key("b")
+    await bank.disable(a.id)
+    await bank.disable(b.id)
+    refused = await try_acquire(bank)
+    assert (refused.status, refused.code) == (503, "no_active_key")
+    assert "Retry-After" not in refused.headers and "retry_after" not in refused.details
+    await bank.enable(b.id)
+    lease = await bank.acquire("elevenlabs")
+    assert lease.key_id == b.id
 
 
 async def test_acquire_can_be_restricted_to_some_keys_and_exclude_tried_ones(bank, add_key):
@@ -214,7 +229,7 @@ async def test_acquire_can_be_restricted_to_some_keys_and_exclude_tried_ones(ban
     assert (await bank.acquire("elevenlabs", key_ids={b.id})).key_id == b.id
     assert (await bank.acquire("elevenlabs", key_ids={a.id, b.id}, exclude={a.id})).key_id == b.id
     assert (await bank.acquire("elevenlabs", exclude={a.id, b.id})).key_id == c.id
-    assert isinstance(await try_acquire(bank, key_ids=set()), ServiceUnavailable)
+    assert (await try_acquire(bank, key_ids=set())).code == "no_active_key"
 
 
 async def test_a_cooling_key_is_skipped_until_its_cooldown_ends(bank, add_key):

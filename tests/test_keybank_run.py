@@ -17,6 +17,7 @@ from elevenlabs.core.api_error import ApiError as ProviderApiError
 
 from server.keybank import KEYBANK, KeyBank, KeyBankConfig, RetryOnAnotherKey, UpstreamUserError
 from server.keybank.refresher import refresh_once
+from server.keybank.service import NoActiveKey
 from server.web.errors import ServiceUnavailable, UpstreamError
 from server.web.logs import JsonFormatter
 from keybank_support import add_key, bank, json_logs, new_secret, redis, secrets_made, sim, sim_settings  # noqa: F401
@@ -210,11 +211,12 @@ async def test_when_every_key_is_at_its_cap_upstream_the_answer_is_capacity_exha
     assert err.value.code == "capacity_exhausted" and "Retry-After" in err.value.headers
 
 
-async def test_no_key_at_all_is_capacity_exhausted_without_calling_the_attempt(bank):
+async def test_no_key_at_all_is_no_active_key_without_calling_the_attempt(bank):
     attempt, calls = scripted()
-    with pytest.raises(ServiceUnavailable) as err:
+    with pytest.raises(NoActiveKey) as err:
         await run(bank, attempt)
-    assert err.value.code == "capacity_exhausted" and calls == []
+    assert (err.value.status, err.value.code) == (503, "no_active_key") and calls == []
+    assert "Retry-After" not in err.value.headers
 
 
 async def test_a_hanging_key_is_cut_off_at_the_deadline_cooled_and_released(bank, add_key):

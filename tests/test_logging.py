@@ -42,3 +42,19 @@ def test_known_secrets_and_secret_shapes_are_redacted():
                    "s3cretpw", "sk_live_ABCDEFGH12345678"):
         assert secret not in line
     assert "[REDACTED]" in line
+
+
+def test_provider_error_words_are_not_mistaken_for_secrets():
+    """A key's last_error read "invalid_api_key: [REDACTED] API key": the word after a key-like
+    name is only a secret when it looks like one."""
+    redactor = Redactor()
+    for text in ("invalid_key 401 invalid_api_key: Invalid API key", "api_key: Invalid",
+                 "authentication_error: invalid x-api-key", "token: expired"):
+        assert redactor.scrub(text) == text
+
+
+def test_llm_provider_key_shapes_are_redacted():
+    redactor = Redactor()
+    for secret in ("sk-proj-" + "Ab3" * 12, "sk-ant-api03-" + "x9Y" * 12, "AIzaSy" + "Q1w" * 11, "api_key=abc123def"):
+        scrubbed = redactor.scrub(f"the provider said: {secret} was rejected")
+        assert secret not in scrubbed and "[REDACTED]" in scrubbed

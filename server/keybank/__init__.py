@@ -13,7 +13,7 @@ from aiohttp import web
 
 from server import periodic
 from server.appkeys import DB, METRICS, REDIS, SETTINGS
-from server.keybank.service import KeyBank, KeyBankConfig, KeyInfo, KeyView, Lease
+from server.keybank.service import KeyBank, KeyBankConfig, KeyInfo, KeyView, Lease, NoActiveKey
 from server.providers import FailureKind, Providers, RetryOnAnotherKey, UpstreamUserError
 
 log = logging.getLogger("server.keybank")
@@ -21,7 +21,7 @@ log = logging.getLogger("server.keybank")
 KEYBANK = web.AppKey("keybank", KeyBank)
 
 __all__ = [
-    "KEYBANK", "FailureKind", "KeyBank", "KeyBankConfig", "KeyInfo", "KeyView", "Lease", "RetryOnAnotherKey",
+    "KEYBANK", "FailureKind", "KeyBank", "KeyBankConfig", "KeyInfo", "KeyView", "Lease", "NoActiveKey", "RetryOnAnotherKey",
     "UpstreamUserError", "setup",
 ]
 

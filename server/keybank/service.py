@@ -26,7 +26,7 @@ from server.keybank.crypto import KeyCipher, KeyDecryptError, Sealed
 from server.keybank.leases import CandidateRow, Granted, LeaseStore, Refused, RuntimeState
 from server.providers import REGISTRY, Failure, FailureKind, Provider, Providers, QuotaReading, safe_text
 from server.settings import Settings
-from server.web.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
+from server.web.errors import ApiError, BadRequest, Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
 from server.web.logs import REDACTOR
 from server.web.metrics import Metrics
 
@@ -37,6 +37,19 @@ T = TypeVar("T")
 # Every provider the registry knows can be banked, probed and refreshed.
 PROVIDERS = tuple(REGISTRY)
 USAGE_FLUSH_LOCK = "usage-flush"
+
+
+class NoActiveKey(ApiError):
+    """Every key of the provider is disabled, exhausted or removed: waiting will not help, an
+    operator must act. Distinct from capacity_exhausted (keys busy), so clients do not retry."""
+
+    status, code = 503, "no_active_key"
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(
+            "No provider key is available for this service right now; an operator has been alerted",
+            details={"provider": provider},
+        )
 
 
 @dataclass(frozen=True)
@@ -304,9 +317,10 @@ class KeyBank:
         self, provider: str, *, ttl: float | None = None, key_ids: Iterable[int] | None = None, exclude: Iterable[int] = ()
     ) -> Lease:
         """A lease on the best available key, or ServiceUnavailable(capacity_exhausted). Release it!"""
-        result = await self._lease(provider, ttl or self.settings.upstream_deadline + self.config.lease_grace, key_ids, set(exclude))
+        allowed = None if key_ids is None else set(key_ids)
+        result = await self._lease(provider, ttl or self.settings.upstream_deadline + self.config.lease_grace, allowed, set(exclude))
         if isinstance(result, Refused):
-            raise self._capacity_exhausted(result)
+            raise await self._refusal(provider, result, allowed)
         return result
 
     async def release(self, lease: Lease, *, succeeded: bool = True) -> None:
@@ -358,6 +372,8 @@ class KeyBank:
                 while len(failures) < max(1, max_attempts):
                     lease = await self._lease(provider, ttl, key_ids, tried)
                     if isinstance(lease, Refused):
+                        if not failures:
+                            raise await self._refusal(provider, lease, key_ids)
                         raise self._out_of_keys(lease, failures)
                     tried.add(lease.key_id)
                     outcome = await self._attempt(lease, attempt, scope)
@@ -516,6 +532,16 @@ class KeyBank:
         if reset_at is None or reset_at <= _now():
             reset_at = _now() + timedelta(seconds=self.config.quota_reset_default)
         return reset_at
+
+    async def _refusal(self, provider: str, refused: Refused, allowed: set[int] | None) -> ApiError:
+        """No key could be leased: busy keys (retry shortly) or no active key at all (no retry helps)."""
+        if refused.cooldown_ms < 0:
+            candidates = await self.leases.candidate_ids(provider)
+            if allowed is not None:
+                candidates &= {int(k) for k in allowed}
+            if not candidates:
+                return NoActiveKey(provider)
+        return self._capacity_exhausted(refused)
 
     def _capacity_exhausted(self, refused: Refused) -> ServiceUnavailable:
         if refused.cooldown_ms >= 0:

@@ -15,10 +15,17 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 # Shapes of secrets that may reach a log line through an exception or a URL.
 SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:password|passwd|secret|token|api[_-]?key|xi-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+    # A named value, when the value looks like a secret: "invalid_api_key: Invalid API key" is
+    # a provider's error code and a word, not a key (hence the boundary and the shape).
+    re.compile(
+        r"(?i)((?<![a-z0-9_])(?:password|passwd|secret|token|api[_-]?key|xi-api-key|x-goog-api-key|authorization)"
+        r"[\"']?\s*[:=]\s*[\"']?)(?:(?=[^\s\"',}]*[^a-z\s\"',}])[^\s\"',}]{6,}|[a-z]{20,})"
+    ),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
     re.compile(r"\b(?:sk|rk|pk|whsec)_[A-Za-z0-9_]{8,}"),  # Stripe-style keys
     re.compile(r"\bsk_[a-f0-9]{16,}\b"),  # ElevenLabs keys
+    re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{16,}"),  # OpenAI and Anthropic keys
+    re.compile(r"\bAIza[0-9A-Za-z_-]{30,}"),  # Google API keys
     re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+(@)"),
     re.compile(r"(redis://[^:/@\s]*:)[^@\s]+(@)"),
 ]
@@ -89,6 +96,7 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # The HTTP client libraries log request headers at debug level, API keys included.
-    for noisy in ("httpx", "httpcore", "elevenlabs", "stripe", "urllib3"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "elevenlabs", "openai", "anthropic", "google_genai",
+                  "stripe", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.Formatter.converter = time.gmtime
