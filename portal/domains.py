@@ -30,7 +30,7 @@ async def plans(db: Db) -> list[Plan]:
 
 async def pricing_rules(db: Db) -> list[PricingRule]:
     pricing = await credits.load_pricing(db)
-    order = {"sfx": 0, "voice": 1, "reuse": 2}
+    order = {"sfx": 0, "voice": 1, "assist": 2, "reuse": 3}
     return sorted(pricing.rules.values(), key=lambda r: (order.get(r.code, 9), r.code))
 
 

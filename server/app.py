@@ -44,10 +44,11 @@ def create_app(settings: Settings) -> web.Application:
 def domain_setups():
     """Each domain registers its routes and background tasks; imported here to keep one list."""
     import portal
-    from server import alerts, auth, billing, credits, generation, keybank, releases
+    from server import alerts, assist, auth, billing, credits, generation, keybank, releases
 
     # alerts last: its background rounds use the key bank.
-    return [auth.setup, credits.setup, keybank.setup, generation.setup, billing.setup, releases.setup, portal.setup, alerts.setup]
+    return [auth.setup, credits.setup, keybank.setup, generation.setup, assist.setup, billing.setup, releases.setup,
+            portal.setup, alerts.setup]
 
 
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -91,7 +91,7 @@ class Settings:
         "KEYBANK_REFRESH_INTERVAL", "seconds between quota refreshes of each provider key (one worker probes at a time)", 600.0, kind=float
     )
     elevenlabs_base_url: str = env("ELEVENLABS_BASE_URL", "ElevenLabs API root; the simulator's address in dev", "https://api.elevenlabs.io")
-    allow_simulator: bool = env("ALLOW_SIMULATOR", "allow a local simulator as ElevenLabs in production (true/false)", False, kind=bool)
+    allow_simulator: bool = env("ALLOW_SIMULATOR", "allow a local simulator as ElevenLabs or LLM provider in production (true/false)", False, kind=bool)
     upstream_deadline: float = env("UPSTREAM_DEADLINE", "total seconds a generation may spend on upstream attempts", 90.0, kind=float)
     upstream_max_attempts: int = env("UPSTREAM_MAX_ATTEMPTS", "most upstream attempts for one generation", 4, kind=int)
     audio_headroom_db: float = env("AUDIO_HEADROOM_DB", "peak level of normalised audio in dBFS", -1.0, kind=float)
@@ -101,6 +101,18 @@ class Settings:
     voices_refresh_interval: float = env("VOICES_REFRESH_INTERVAL", "seconds between refreshes of the cached voice list (one worker at a time)", 600.0, kind=float)
     upstream_attempt_timeout: float = env("UPSTREAM_ATTEMPT_TIMEOUT", "seconds one upstream attempt may take before the next key is tried (within UPSTREAM_DEADLINE)", 45.0, kind=float)
     upstream_max_connections: int = env("UPSTREAM_MAX_CONNECTIONS", "size of the shared HTTP connection pool to ElevenLabs per process", 100, kind=int)
+    # --- prompt assistance: LLM providers in the key bank (server/assist, server/providers) ---
+    openai_base_url: str = env("OPENAI_BASE_URL", "OpenAI API root (with /v1); the LLM simulator's /openai/v1 in dev", "https://api.openai.com/v1")
+    anthropic_base_url: str = env("ANTHROPIC_BASE_URL", "Anthropic API root; the LLM simulator's /anthropic in dev", "https://api.anthropic.com")
+    gemini_base_url: str = env("GEMINI_BASE_URL", "Google Gemini API root; the LLM simulator's /gemini in dev", "https://generativelanguage.googleapis.com/")
+    assist_routes: str = env(
+        "ASSIST_ROUTES",
+        "provider:model pairs per assist feature, tried in order, as feature=provider:model>provider:model entries "
+        "separated by semicolons; a feature left out uses the `default` entry",
+        "default=openai:gpt-4.1-mini>anthropic:claude-haiku-4-5>gemini:gemini-2.5-flash",
+    )
+    assist_deadline: float = env("ASSIST_DEADLINE", "total seconds one assist request may spend on LLM calls, all providers together", 60.0, kind=float)
+
     retention_sweep_interval: float = env("RETENTION_SWEEP_INTERVAL", "seconds between sweeps deleting audio older than the owner's plan keeps it", 3600.0, kind=float)
 
     stripe_secret_key: str = env("STRIPE_SECRET_KEY", "Stripe secret API key", DEV_PLACEHOLDER, secret=True)
@@ -274,6 +286,13 @@ class Settings:
             # A local simulator answers with synthetic audio: real customers must never be served by it.
             raise SettingsError("ELEVENLABS_BASE_URL must be an https:// ElevenLabs address in production "
                                 "(set ALLOW_SIMULATOR=true only for a demo deployment)")
+        for var, url in (("OPENAI_BASE_URL", self.openai_base_url), ("ANTHROPIC_BASE_URL", self.anthropic_base_url),
+                         ("GEMINI_BASE_URL", self.gemini_base_url)):
+            if self.is_production and not self.allow_simulator and not url.startswith("https://"):
+                raise SettingsError(f"{var} must be an https:// address in production")
+        from server.assist.routing import parse_routes  # a typo in the routes fails at start, not per request
+
+        parse_routes(self.assist_routes)
 
     def redacted(self) -> dict[str, Any]:
         """A view safe to print or log."""

@@ -89,8 +89,9 @@ async def test_pricing_is_public_over_http(client):
     assert (pro["price_cents"], pro["monthly_credits"], pro["renews"]) == (1999, 2000, "billing_period")
     assert body["plans"][3]["unlimited"] is True and body["plans"][3]["monthly_credits"] is None
     assert set(pro["features"]) == {"voice", "max_sfx_seconds", "max_variations", "max_voice_chars",
-                                    "retention_days", "formats"}
+                                    "retention_days", "formats", "assist"}
     rules = {r["code"]: r for r in body["rules"]}
     assert (rules["sfx"]["unit"], rules["sfx"]["unit_size"], rules["sfx"]["reserve_units"]) == ("second", 10, 30)
     assert (rules["voice"]["unit"], rules["voice"]["unit_size"]) == ("character", 250)
     assert rules["reuse"]["credits_per_block"] == 0
+    assert (rules["assist"]["unit"], rules["assist"]["unit_size"], rules["assist"]["minimum_credits"]) == ("token", 2000, 1)

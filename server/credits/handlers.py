@@ -27,6 +27,7 @@ class PlanFeaturesInfo(pydantic.BaseModel):
     max_voice_chars: int
     retention_days: int = pydantic.Field(description="Days generated audio stays downloadable")
     formats: list[str]
+    assist: list[str] = pydantic.Field(description="Prompt assistance features offered: sfx_prompt, spot, voice_script")
 
 
 class PlanInfo(pydantic.BaseModel):
@@ -61,14 +62,15 @@ class PlanInfo(pydantic.BaseModel):
                 max_voice_chars=f.max_voice_chars,
                 retention_days=f.retention_days,
                 formats=list(f.formats),
+                assist=list(f.assist),
             ),
         )
 
 
 class PricingRuleInfo(pydantic.BaseModel):
-    code: str = pydantic.Field(description="sfx, voice or reuse")
+    code: str = pydantic.Field(description="sfx, voice, reuse or assist")
     description: str
-    unit: str = pydantic.Field(description="second, character or request")
+    unit: str = pydantic.Field(description="second, character, request or token")
     unit_size: int = pydantic.Field(description="Each started block of this many units costs credits_per_block")
     credits_per_block: int
     per_variation: bool

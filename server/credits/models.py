@@ -18,6 +18,7 @@ class PlanFeatures:
     max_voice_chars: int
     retention_days: int
     formats: tuple[str, ...]
+    assist: tuple[str, ...] = ()  # prompt assistance features (server/assist)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Plan:
                 max_voice_chars=row["max_voice_chars"],
                 retention_days=row["retention_days"],
                 formats=tuple(row["formats"]),
+                assist=tuple(row["assist_features"]),
             ),
             sort_order=row["sort_order"],
         )

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-SFX, VOICE, REUSE = "sfx", "voice", "reuse"
+SFX, VOICE, REUSE, ASSIST = "sfx", "voice", "reuse", "assist"
 
 # Decoders and resamplers add a few milliseconds to a clip; a 10 s request that comes back
 # as 10.02 s must not cost a second block. Lengths are counted to the nearest 0.1 s.
@@ -75,3 +75,11 @@ def quote_voice(pricing: Pricing, *, characters: int, reuse: bool = False) -> in
         raise ValueError("characters cannot be negative")
     rule = pricing.rule(REUSE if reuse else VOICE)
     return rule.credits_for(1 if rule.unit == "request" else characters)
+
+
+def quote_tokens(pricing: Pricing, *, tokens: int) -> int:
+    """Credits for an LLM call of `tokens` tokens (prompt + reply): reserved on the call's ceiling,
+    charged on what the provider reports."""
+    if tokens < 0:
+        raise ValueError("tokens cannot be negative")
+    return pricing.rule(ASSIST).credits_for(tokens)

@@ -31,6 +31,9 @@ __all__ = [
 # name -> "module:class". Adding a provider: one module with a Provider subclass, one row here.
 REGISTRY: dict[str, str] = {
     "elevenlabs": "server.providers.elevenlabs:ElevenLabs",
+    "openai": "server.providers.openai:OpenAI",
+    "anthropic": "server.providers.anthropic:Anthropic",
+    "gemini": "server.providers.gemini:Gemini",
 }
 
 
