@@ -105,11 +105,16 @@ async def user_row(db: Db, user_id: uuid.UUID) -> asyncpg.Record | None:
 
 
 async def usage_per_day(db: Db, user_id: uuid.UUID, start: date, end: date) -> dict[date, tuple[int, int]]:
-    """Day -> (generations, credits charged) for one user, days in UTC."""
+    """Day -> (generations, credits charged) for one user, days in UTC; credits include prompt assistance."""
     rows = await db.fetch(
-        """SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n, coalesce(sum(credits_charged), 0) AS credits
-             FROM generations
-            WHERE user_id = $1 AND created_at >= $2::date AND created_at < ($3::date + 1)
+        """SELECT day, sum(n) AS n, sum(credits) AS credits
+             FROM (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, 1 AS n, credits_charged AS credits
+                     FROM generations
+                    WHERE user_id = $1 AND created_at >= $2::date AND created_at < ($3::date + 1)
+                   UNION ALL
+                   SELECT (created_at AT TIME ZONE 'UTC')::date, 0, credits_charged
+                     FROM assist_requests
+                    WHERE user_id = $1 AND created_at >= $2::date AND created_at < ($3::date + 1)) AS used
             GROUP BY 1""",
         user_id, start, end,
     )

@@ -1,6 +1,7 @@
 """`python -m server dev-up`: the whole product on one machine for development and demos.
 
-Starts the ElevenLabs simulator when the key bank has no real ElevenLabs key, the local Stripe
+Starts the ElevenLabs simulator when the key bank has no real ElevenLabs key, the LLM simulator
+when it has no real OpenAI, Anthropic or Gemini key, the local Stripe
 when no Stripe test key is configured, seeds demo accounts (idempotently), and runs the server
 with the portal. Refuses to run in production.
 """
@@ -30,12 +31,15 @@ DEMO_ACCOUNTS = (
 SIMULATOR_PORT = 8765
 SIMULATOR_LABEL = "simulator"
 STRIPE_PORT = 8766
+LLM_SIMULATOR_PORT = 8767
+LLM_PROVIDERS = ("openai", "anthropic", "gemini")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("dev-up", help="run server, portal, simulator and demo accounts (development only)")
     up.add_argument("--simulator-port", type=int, default=SIMULATOR_PORT)
     up.add_argument("--stripe-port", type=int, default=STRIPE_PORT)
+    up.add_argument("--llm-simulator-port", type=int, default=LLM_SIMULATOR_PORT)
     up.set_defaults(func=cmd_dev_up)
 
 
@@ -44,24 +48,30 @@ def cmd_dev_up(args: argparse.Namespace, settings: Settings) -> int:
         print("dev-up is for development; use `serve` in production")
         return 2
     try:
-        serving.run(run(settings, args.simulator_port, args.stripe_port))
+        serving.run(run(settings, args.simulator_port, args.stripe_port, args.llm_simulator_port))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def run(settings: Settings, simulator_port: int, stripe_port: int) -> None:
+async def run(settings: Settings, simulator_port: int, stripe_port: int, llm_simulator_port: int = LLM_SIMULATOR_PORT) -> None:
     from server.app import create_app
     from server.keybank import KeyBank
 
-    simulator = None
+    simulator = llm_simulator = None
     async with KeyBank.open(settings) as bank:
         if not await has_real_elevenlabs_key(bank):
             simulator = await start_local_simulator(simulator_port)
             settings = settings.replace(elevenlabs_base_url=simulator.url, allow_simulator=True)
-    if simulator is not None:
+        if not await has_real_llm_key(bank):
+            llm_simulator = await start_local_llm_simulator(llm_simulator_port)
+            settings = settings.replace(**llm_simulator.base_urls(), allow_simulator=True)
+    if simulator is not None or llm_simulator is not None:
         async with KeyBank.open(settings) as bank:
-            await ensure_simulator_key(bank, settings, simulator)
+            if simulator is not None:
+                await ensure_simulator_key(bank, settings, simulator)
+            if llm_simulator is not None:
+                await ensure_llm_simulator_keys(bank, settings, llm_simulator)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         await seed_demo_accounts(pool, settings)
@@ -88,6 +98,8 @@ async def run(settings: Settings, simulator_port: int, stripe_port: int) -> None
             await stripe_sim[1].__aexit__(None, None, None)
         if simulator is not None:
             await simulator.aclose()
+        if llm_simulator is not None:
+            await llm_simulator.aclose()
 
 
 async def publish_dev_panel_safely(settings: Settings) -> str:
@@ -151,6 +163,40 @@ async def ensure_simulator_key(bank, settings: Settings, simulator) -> None:
         await bank.add_key(provider="elevenlabs", label=SIMULATOR_LABEL, secret=secret, max_concurrency=10)
 
 
+async def has_real_llm_key(bank) -> bool:
+    keys = [k for provider in LLM_PROVIDERS for k in await bank.list_keys(provider)]
+    return any(k.status == "active" and k.label != SIMULATOR_LABEL for k in keys)
+
+
+async def start_local_llm_simulator(port: int):
+    from server.simulator.llm import start_llm_simulator
+
+    return await start_llm_simulator(port=port)
+
+
+async def ensure_llm_simulator_keys(bank, settings: Settings, simulator) -> None:
+    """One simulator key per LLM provider, the same secrets across restarts (the simulator forgets them)."""
+    for provider in LLM_PROVIDERS:
+        secret = _dev_secret(settings, f"llm-simulator-key-{provider}", f"sim-{provider}-")
+        simulator.state.add_key(provider, secret, label=SIMULATOR_LABEL)
+        existing = [k for k in await bank.list_keys(provider) if k.label == SIMULATOR_LABEL]
+        if existing:
+            await bank.enable(existing[0].id)
+        else:
+            await bank.add_key(provider=provider, label=SIMULATOR_LABEL, secret=secret, max_concurrency=10)
+
+
+def _dev_secret(settings: Settings, name: str, prefix: str) -> str:
+    secret_file = settings.data_path / name
+    if secret_file.exists():
+        return secret_file.read_text().strip()
+    secret = prefix + secrets.token_hex(24)
+    secret_file.parent.mkdir(parents=True, exist_ok=True)
+    secret_file.write_text(secret)
+    secret_file.chmod(0o600)
+    return secret
+
+
 async def seed_demo_accounts(pool: asyncpg.Pool, settings: Settings) -> None:
     from server.auth import service as auth
     from server.auth import verification
@@ -186,6 +232,7 @@ def print_banner(settings: Settings, panel_release: str = "") -> None:
         f"  API: {settings.public_url}/v1/openapi.json   portal: {settings.public_url}/",
         f"  ElevenLabs: {settings.elevenlabs_base_url}   Stripe: {settings.stripe_api_base}",
         f"  Panel: {panel_release}; {settings.public_url}/downloads",
+        f"  LLMs: {settings.openai_base_url}  {settings.anthropic_base_url}  {settings.gemini_base_url}",
         "  Demo accounts (password: " + DEMO_PASSWORD + "):",
         *[f"    {email:<22} {plan}{' (admin)' if role == 'admin' else ''}" for email, role, plan in DEMO_ACCOUNTS],
         "  Ctrl-C stops everything.",

@@ -65,3 +65,19 @@ async def test_dev_without_a_stripe_test_key_runs_a_local_stripe_that_knows_the_
         assert fake.webhook_url == dev.public_url + "/webhooks/stripe"
     finally:
         await context.__aexit__(None, None, None)
+
+
+async def test_without_a_real_llm_key_dev_banks_a_simulator_key_per_llm_provider(settings):
+    """Prompt assistance works in dev out of the box: the LLM simulator and one key per provider,
+    the same keys after a restart (the simulator forgets them, the bank keeps them)."""
+    for _ in range(2):
+        simulator = await devtools.start_local_llm_simulator(0)
+        try:
+            dev_settings = settings.replace(**simulator.base_urls(), allow_simulator=True)
+            async with KeyBank.open(dev_settings) as bank:
+                assert not await devtools.has_real_llm_key(bank)
+                await devtools.ensure_llm_simulator_keys(bank, dev_settings, simulator)
+                keys = [(k.provider, k.label, k.status) for p in devtools.LLM_PROVIDERS for k in await bank.list_keys(p)]
+        finally:
+            await simulator.aclose()
+        assert keys == [(p, "simulator", "active") for p in devtools.LLM_PROVIDERS]

@@ -169,6 +169,23 @@ async def test_dashboard_shows_plan_credits_bar_usage_chart_and_table(db, custom
     assert "thunder" in text
 
 
+async def test_the_usage_chart_counts_prompt_assistance_credits_with_generations(db, customer):
+    portal, user = customer
+    await db.execute(
+        """INSERT INTO generations (user_id, kind, status, params, prompt, request_hash, credits_charged)
+           VALUES ($1, 'sfx', 'succeeded', '{}'::jsonb, 'thunder', 'h', 4)""",
+        user.id,
+    )
+    await db.execute(
+        """INSERT INTO assist_requests (user_id, idempotency_key, request_hash, feature, status, prompt_version,
+                                        provider, model, input_tokens, output_tokens, credits_charged)
+           VALUES ($1, 'k', 'h', 'spot', 'succeeded', 'spot/1', 'openai', 'gpt-4.1-mini', 2100, 300, 2)""",
+        user.id,
+    )
+    table = (await portal.page("/dashboard")).split("<table>", 1)[1].split("</table>", 1)[0]
+    assert re.search(r'<td class="num">6</td>', table)
+
+
 def tiny_wav() -> bytes:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
