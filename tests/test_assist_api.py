@@ -301,3 +301,31 @@ def test_the_simulators_canned_replies_validate_against_the_apis_models():
     assert len(SfxPromptsReply.model_validate(sfx).prompts) == 3
     assert SpotReply.model_validate(spot).cues[0].duration_seconds == 30
     assert VoiceScriptReply.model_validate(voice).script == "Hello there. General kenobi."
+
+
+async def test_a_client_that_disconnects_while_the_model_thinks_is_charged_nothing(aiohttp_client, assist_env, db, leaks, llm):
+    import asyncio
+
+    import aiohttp
+
+    settings = Settings.from_env({**assist_env, "UPSTREAM_ATTEMPT_TIMEOUT": "20", "ASSIST_DEADLINE": "30"})
+    client = await aiohttp_client(create_app(settings))
+    client.leaks = leaks
+    secret = "openai-gone-" + "5" * 20
+    leaks.values.append(secret)
+    llm.state.add_key("openai", secret)
+    await client.server.app[KEYBANK].add_key(provider="openai", label="slow", secret=secret, max_concurrency=2)
+    llm.state.inject(secret, "timeout")
+    user = await user_with(client, db, 100)
+    with pytest.raises(asyncio.TimeoutError):
+        await client.post("/v1/assist/sfx-prompt", json={"idea": "door"}, headers=user.headers,
+                          timeout=aiohttp.ClientTimeout(total=0.5))
+    deadline = asyncio.get_running_loop().time() + 10
+    while await db.fetchval("SELECT status FROM assist_requests") == "pending":
+        assert asyncio.get_running_loop().time() < deadline, "the request kept running after its client left"
+        await asyncio.sleep(0.05)
+    row = await db.fetchrow("SELECT status, credits_charged, failure_reason FROM assist_requests")
+    # Cancelled by the server or noticed by the service's own watch, depending on the server's setting.
+    assert (row["status"], row["credits_charged"]) == ("cancelled", 0)
+    assert row["failure_reason"] in ("cancelled", "client_closed_request")
+    assert await remaining(db, user.user_id) == 100

@@ -44,7 +44,7 @@ async def sfx_prompt(request: web.Request, body: SfxPromptRequest) -> web.Respon
     service = _service(request)
     plan = await service.plan_allowing(user.id, "sfx_prompt")
     answer = await service.answer(user.id, plan, "sfx_prompt", body.model_dump(exclude_none=True), SfxPromptsReply,
-                                  request.headers.get(_IDEMPOTENCY))
+                                  request.headers.get(_IDEMPOTENCY), client_gone=_client_gone(request))
     return json_response({"id": str(answer.id), "prompts": answer.reply["prompts"], "usage": answer.usage()})
 
 
@@ -58,7 +58,7 @@ async def spot(request: web.Request, body: SpotRequest) -> web.Response:
     service = _service(request)
     plan = await service.plan_allowing(user.id, "spot")
     answer = await service.answer(user.id, plan, "spot", body.model_dump(exclude_none=True), SpotReply,
-                                  request.headers.get(_IDEMPOTENCY))
+                                  request.headers.get(_IDEMPOTENCY), client_gone=_client_gone(request))
     # The model's times are proposals: every cue is placed inside the sequence here.
     cues, dropped = clamp_cues(SpotReply.model_validate(answer.reply).cues, sequence_duration=body.sequence_duration,
                                limit=min(2 * len(body.markers), 2 * MAX_MARKERS))
@@ -84,7 +84,7 @@ async def voice_script(request: web.Request, body: VoiceScriptRequest) -> web.Re
     if body.voice_id is not None and service.voice_check is not None:
         await service.voice_check(body.voice_id)
     answer = await service.answer(user.id, plan, "voice_script", body.model_dump(exclude_none=True), VoiceScriptReply,
-                                  request.headers.get(_IDEMPOTENCY))
+                                  request.headers.get(_IDEMPOTENCY), client_gone=_client_gone(request))
     script = answer.reply["script"]
     estimate = spoken_seconds(script, speed=body.speed)
     return json_response({
@@ -102,3 +102,7 @@ async def history(request: web.Request, query: AssistHistoryQuery) -> web.Respon
     items = [AssistHistoryItem.model_validate({**dict(r), "id": str(r["id"])}, from_attributes=False) for r in rows]
     return json_response({"items": [i.model_dump(mode="json") for i in items], "tokens_this_month": totals["tokens"],
                           "credits_this_month": totals["credits"]}, headers={"Cache-Control": "no-store"})
+
+
+def _client_gone(request: web.Request):
+    return lambda: request.transport is None or request.transport.is_closing()

@@ -40,8 +40,16 @@ from server.web.errors import ApiError, BadRequest, Conflict, Forbidden, Service
 log = logging.getLogger("server.assist")
 
 PRICING_TTL = 30.0
+CLIENT_POLL_SECONDS = 0.2
 IDEMPOTENCY_KEY_MAX = 150
 FEATURE_NAMES = {"sfx_prompt": "Sound prompt ideas", "spot": "Spotting from markers", "voice_script": "Voice-over script help"}
+
+
+class ClientGone(ApiError):
+    status, code = 499, "client_closed_request"
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection; nothing was charged")
 
 
 @dataclass(frozen=True)
@@ -101,8 +109,10 @@ class AssistService:
 
     async def answer(
         self, user_id: uuid.UUID, plan: Plan, feature: str, data: dict[str, Any], reply_model: type[pydantic.BaseModel],
-        idempotency_key: str | None,
+        idempotency_key: str | None, *, client_gone: Callable[[], bool] | None = None,
     ) -> Answer:
+        """The validated answer, charged; `client_gone` tells whether the caller has disconnected
+        (then the calls stop and nothing is charged)."""
         template = load(feature)
         key = check_idempotency_key(idempotency_key)
         request_hash = hashlib.sha256(json.dumps([feature, data], sort_keys=True).encode()).hexdigest()
@@ -126,13 +136,35 @@ class AssistService:
         tracker = Tracker()
         try:
             await repo.set_hold(self.pool, row["id"], hold.id, hold.amount)
-            reply, parsed = await self._ask(feature, template, data, reply_model, tracker)
+            reply, parsed = await self._watched(self._ask(feature, template, data, reply_model, tracker), client_gone)
         except BaseException as exc:
             await self._shielded(self._fail(row["id"], hold.id, exc, tracker, started))
             raise
         return await self._shielded(self._succeed(row, plan, pricing, hold, reply, parsed, template, tracker, started))
 
     # --- the calls -----------------------------------------------------------------------
+
+    async def _watched(self, work: Awaitable[Any], client_gone: Callable[[], bool] | None) -> Any:
+        """Run `work`, cancelled as soon as the client has gone (servers that do not cancel handlers
+        on disconnect, the default, learn of it only by looking)."""
+        task = asyncio.ensure_future(work)
+        if client_gone is None:
+            return await task
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=CLIENT_POLL_SECONDS)
+                if done:
+                    return task.result()
+                if client_gone():
+                    task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+                    raise ClientGone()
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def _ask(
         self, feature: str, template: PromptTemplate, data: dict[str, Any], reply_model: type[pydantic.BaseModel],
@@ -217,7 +249,7 @@ class AssistService:
     async def _fail(self, request_id: uuid.UUID, hold_id: uuid.UUID, exc: BaseException, tracker: Tracker,
                     started: float) -> None:
         await credits.release(self.pool, hold_id, reason="assist request failed")
-        status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+        status = "cancelled" if isinstance(exc, (asyncio.CancelledError, ClientGone)) else "failed"
         route = tracker.route
         await repo.mark_failed(
             self.pool, request_id, status=status, reason=reason_of(exc), attempts=tracker.attempts,
