@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 from server.keybank import repo
 from server.keybank.leases import RuntimeState
-from server.keybank.service import PROVIDERS, KeyBank, ProbeResult
+from server.keybank.service import KeyBank, ProbeResult
+from server.providers import REGISTRY
 
 log = logging.getLogger("server.keybank.refresher")
 
@@ -55,7 +56,7 @@ async def refresh_once(bank: KeyBank, *, force: bool = False) -> RefreshReport |
         # A reading replaces quota_used with the provider's count, which already includes the
         # usage counted so far: it must be in Postgres first, or the next flush would add it twice.
         await bank.flush_usage()
-        for provider in PROVIDERS:
+        for provider in REGISTRY:
             report.probed += await _refresh_provider(bank, provider, force=force)
         return report
     finally:

@@ -631,7 +631,8 @@ class KeyBank:
             raise BadRequest(f"{provider} rejected the key ({failure.describe()}); it was not saved", code="invalid_provider_key")
         if failure.kind in (FailureKind.PERMISSIONS, FailureKind.FORBIDDEN):
             raise BadRequest(
-                f"The key lacks a permission the key bank needs (user_read, to read its quota): {failure.describe()}",
+                f"The key lacks a permission the key bank needs to validate it and read its quota "
+                f"({self.providers.get(provider).validation_needs}): {failure.describe()}",
                 code="key_missing_permissions",
             )
         if failure.kind is FailureKind.USER:
@@ -666,7 +667,7 @@ class KeyBank:
         return await self.leases.sync(provider, revision, candidates)
 
     async def sync_all(self) -> None:
-        providers = set(await repo.providers_in_use(self.pool)) | set(PROVIDERS)
+        providers = set(await repo.providers_in_use(self.pool)) | set(REGISTRY)
         for provider in sorted(providers):
             await self.sync(provider)
 
@@ -678,8 +679,8 @@ class _Ok:
 
 def _check_new_key(provider: str, label: str, secret: str, max_concurrency: int, weight: int) -> tuple[str, str, str]:
     provider = (provider or "").strip().lower()
-    if provider not in PROVIDERS:
-        raise ValidationFailed(f"provider must be one of {', '.join(PROVIDERS)}", details={"field": "provider"})
+    if provider not in REGISTRY:
+        raise ValidationFailed(f"provider must be one of {', '.join(REGISTRY)}", details={"field": "provider"})
     label = (label or "").strip()
     if not 1 <= len(label) <= 100:
         raise ValidationFailed("label must be 1 to 100 characters", details={"field": "label"})

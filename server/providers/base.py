@@ -120,6 +120,8 @@ class Provider(abc.ABC):
     name: ClassVar[str]
     # What a key's quota counts (ElevenLabs: characters; LLMs: tokens), shown beside quotas.
     quota_unit: ClassVar[str]
+    # What validating a key calls, named in the error when a key may not do it.
+    validation_needs: ClassVar[str] = "listing models"
     # Messages for the request errors users can act on, by the provider's error code.
     user_messages: ClassVar[Mapping[str, str]] = {}
 

@@ -221,6 +221,7 @@ _KNOWN = CONCURRENCY_CODES | QUOTA_CODES | INVALID_KEY_CODES | PERMISSION_CODES 
 class ElevenLabs(Provider):
     name = "elevenlabs"
     quota_unit = "characters"
+    validation_needs = "the user_read permission, to read its quota"
     user_messages = USER_MESSAGES
 
     def __init__(self, settings, *, http: httpx.AsyncClient | None = None) -> None:
