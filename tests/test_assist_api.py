@@ -70,8 +70,10 @@ async def test_voice_script_is_tidied_and_its_spoken_length_estimated_for_the_vo
     # 14 words at 150 a minute, two sentence ends, one comma.
     assert data["estimated_seconds"] == round(14 / 150 * 60 + 2 * 0.3 + 0.15, 1)
     assert data["fits"] is False and data["target_seconds"] == 5
-    slower, _ = await ask(api, "/v1/assist/voice-script", user, {"script": script, "speed": 0.7})
-    assert (await slower.json())["estimated_seconds"] > data["estimated_seconds"]
+    slower, slow = await ask(api, "/v1/assist/voice-script", user,
+                             {"script": script, "speed": 0.7, "voice_id": "21m00Tcm4TlvDq8ikWAM"})
+    assert slower.status == 200 and slow["estimated_seconds"] > data["estimated_seconds"]
+    assert slow["voice_id"] == "21m00Tcm4TlvDq8ikWAM"
 
 
 # --- cues are placed by the server, not by the model ------------------------------------------------
@@ -329,3 +331,29 @@ async def test_a_client_that_disconnects_while_the_model_thinks_is_charged_nothi
     assert (row["status"], row["credits_charged"]) == ("cancelled", 0)
     assert row["failure_reason"] in ("cancelled", "client_closed_request")
     assert await remaining(db, user.user_id) == 100
+
+
+async def test_a_voice_nobody_can_speak_with_is_refused_before_any_call(aiohttp_client, assist_env, db, leaks, llm, aiohttp_server):
+    """The estimate is for a chosen voice: one the voice list does not know is a 422, as for /v1/voice."""
+    from server.simulator import SimulatorState, create_simulator_app
+
+    voices = SimulatorState()
+    eleven = await aiohttp_server(create_simulator_app(voices))
+    settings = Settings.from_env({**assist_env, "ELEVENLABS_BASE_URL": str(eleven.make_url("")).rstrip("/")})
+    client = await aiohttp_client(create_app(settings))
+    client.leaks = leaks
+    bank = client.server.app[KEYBANK]
+    for provider, secret in (("elevenlabs", "sk_" + "e1" * 24), ("openai", "openai-voice-" + "3" * 20)):
+        leaks.values.append(secret)
+        if provider == "elevenlabs":
+            voices.add_key(secret)
+        else:
+            llm.state.add_key(provider, secret)
+        await bank.add_key(provider=provider, label=provider, secret=secret, max_concurrency=2)
+    user = await user_with(client, db, 100)
+    resp, data = await ask(client, "/v1/assist/voice-script", user, {"script": "Hello there.", "voice_id": "no-such-voice"})
+    assert resp.status == 422 and data["error"]["details"]["fields"][0]["type"] == "voice_not_found"
+    assert llm.calls() == []
+    known = voices.premade_voices[0]["voice_id"]
+    resp, data = await ask(client, "/v1/assist/voice-script", user, {"script": "Hello there.", "voice_id": known})
+    assert resp.status == 200 and data["voice_id"] == known
