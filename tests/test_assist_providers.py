@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from server.keybank.cli import format_table
 from assist_support import (  # noqa: F401  (fixtures)
     LLMS,
     add_llm_key,
@@ -62,13 +63,18 @@ async def charged_for(api, db, user, llm, secret, body):  # noqa: F811
 
 
 @pytest.mark.parametrize("provider", LLMS)
-async def test_a_healthy_key_answers_with_three_valid_prompts_charged_by_its_tokens(provider, api, db, add_llm_key, llm):  # noqa: F811
-    _, secret = await add_llm_key(provider)
+async def test_a_healthy_key_answers_with_three_valid_prompts_charged_by_its_tokens(provider, api, bank, db, add_llm_key, llm):  # noqa: F811
+    key_id, secret = await add_llm_key(provider)
     user = await user_with(api, db, 100)
     data, row = await charged_for(api, db, user, llm, secret, SFX_IDEA)
     assert len(data["prompts"]) == 3 and all("heavy wooden door" in p["prompt"] for p in data["prompts"])
     assert data["usage"]["provider"] == provider and row["provider"] == provider and row["upstream_attempts"] == 1
     assert data["usage"]["prompt_version"] == "sfx_prompt/1"
+    # The key's own usage is counted in tokens, as an ElevenLabs key's is in characters.
+    tokens = row["input_tokens"] + row["output_tokens"]
+    view = await bank.get_key(key_id)
+    assert view.quota_used == tokens and view.quota_limit is None
+    assert f"{tokens} used, limit unknown" in format_table([view])
 
 
 @pytest.mark.parametrize("provider", LLMS)

@@ -149,5 +149,6 @@ def format_table(keys: list[KeyView]) -> str:
 
 def _quota(key: KeyView) -> str:
     if key.quota_limit is None:
-        return "unknown"
+        # LLM providers do not tell a key's limit; what this bank sent through it is still known.
+        return f"{key.quota_used} used, limit unknown" if key.quota_used else "unknown"
     return f"{key.quota_used or 0}/{key.quota_limit} used"
