@@ -44,10 +44,17 @@ def example(schema: dict[str, Any], doc: dict[str, Any]) -> Any:
         return True
     if kind in ("integer", "number"):
         return s.get("minimum", s.get("exclusiveMinimum", 0) + 1)
+    if kind == "array":
+        return items(s, doc, s.get("minItems", 0))
     assert kind == "string", s
     if s.get("format") == "email":
         return "someone@example.com"
     return string_of(s, max(s.get("minLength", 0), len(CANDIDATES[0])))
+
+
+def items(s: dict[str, Any], doc: dict[str, Any], count: int) -> list[Any]:
+    """`count` valid items of an array schema."""
+    return [example(s["items"], doc) for _ in range(count)]
 
 
 def string_of(s: dict[str, Any], length: int) -> str:
@@ -89,6 +96,12 @@ def violations(schema: dict[str, Any], doc: dict[str, Any]) -> Iterator[tuple[st
             yield "pattern", wrong
     if kind == "object":
         yield "type object", "text"
+    if kind == "array":
+        yield "type array", "text"
+        if s.get("minItems", 0) > 0:
+            yield "minItems", items(s, doc, s["minItems"] - 1)
+        if "maxItems" in s:
+            yield "maxItems", items(s, doc, s["maxItems"] + 1)
     if not nullable(schema):
         yield "not null", None
 
@@ -107,6 +120,10 @@ def boundaries(schema: dict[str, Any], doc: dict[str, Any]) -> Iterator[tuple[st
         for key in ("minLength", "maxLength"):
             if key in s:
                 yield key, string_of(s, s[key])
+    if kind == "array":
+        for key in ("minItems", "maxItems"):
+            if key in s:
+                yield key, items(s, doc, s[key])
     if "enum" in s:
         for value in s["enum"]:
             yield f"enum {value!r}", value

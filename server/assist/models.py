@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import pydantic
 
-from server.web.api import ApiModel
+from server.web.api import ApiModel, ApiQuery
 
 MAX_PROMPT_CHARS = 450  # what the sound model accepts comfortably
 MAX_SEQUENCE_SECONDS = 6 * 3600
@@ -84,7 +84,8 @@ class TranscriptLine(ApiModel):
 
 
 class SpotRequest(ApiModel):
-    sequence_duration: float = pydantic.Field(gt=0, le=MAX_SEQUENCE_SECONDS, allow_inf_nan=False,
+    # Half a second: the shortest sound a cue can hold.
+    sequence_duration: float = pydantic.Field(ge=0.5, le=MAX_SEQUENCE_SECONDS, allow_inf_nan=False,
                                               description="Length of the sequence in seconds")
     markers: list[Marker] = pydantic.Field(min_length=1, max_length=MAX_MARKERS)
     transcript: list[TranscriptLine] = pydantic.Field(default_factory=list, max_length=MAX_TRANSCRIPT_LINES)
@@ -153,7 +154,7 @@ class VoiceScriptResponse(pydantic.BaseModel):
     usage: AssistUsage
 
 
-class AssistHistoryQuery(ApiModel):
+class AssistHistoryQuery(ApiQuery):
     limit: int = pydantic.Field(50, ge=1, le=200)
 
 
