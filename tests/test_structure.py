@@ -14,8 +14,8 @@ import pytest
 from server import periodic
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAINS = ["server/auth", "server/credits", "server/keybank", "server/generation", "server/billing", "portal",
-           "server/alerts"]
+DOMAINS = ["server/auth", "server/credits", "server/keybank", "server/generation", "server/assist", "server/billing",
+           "portal", "server/alerts"]
 # Tables the portal may write: its own (migrations/0007_portal.sql). Everything else is another domain's.
 PORTAL_TABLES = {"password_reset_tokens", "mail_outbox", "audit_log"}
 WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)")  # SQL is written in capitals here

@@ -12,15 +12,18 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from server.appkeys import DB, REDIS, SETTINGS
-from server.assist.handlers import ASSIST, api
 from server.assist.service import AssistService
 
 __all__ = ["ASSIST", "AssistService", "setup"]
+
+ASSIST = web.AppKey("assist", AssistService)
 
 DRAIN_SECONDS = 10.0
 
 
 def setup(app: web.Application) -> None:
+    from server.assist.handlers import api
+
     api.register(app)
     app.cleanup_ctx.append(assist_ctx)
 

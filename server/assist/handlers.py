@@ -20,14 +20,13 @@ from server.assist.models import (
     VoiceScriptResponse,
 )
 from server.assist.rules import clamp_cues, count_words, fits, spoken_seconds
+from server.assist import ASSIST
 from server.assist.service import AssistService
 from server.auth.service import authenticate
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import ValidationFailed
 
 api = ApiRoutes("assist")
-
-ASSIST = web.AppKey("assist", AssistService)
 _IDEMPOTENCY = "Idempotency-Key"
 
 
