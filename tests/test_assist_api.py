@@ -251,6 +251,19 @@ async def test_history_lists_each_request_with_its_provider_tokens_and_credits(a
 # --- plans and limits -------------------------------------------------------------------------------------
 
 
+async def test_an_unconfirmed_email_address_gets_no_answers(api, db, add_llm_key, llm):
+    from helpers import DEFAULT_PASSWORD, sign_in, unique_email
+
+    await add_llm_key("openai")
+    email = unique_email()
+    assert (await api.post("/v1/auth/register", json={"email": email, "password": DEFAULT_PASSWORD})).status == 202
+    user = await sign_in(api, email)
+    api.leaks.values += [user.access_token, user.refresh_token]
+    resp, data = await ask(api, "/v1/assist/sfx-prompt", user, {"idea": "door"})
+    assert (resp.status, data["error"]["code"]) == (403, "email_not_verified")
+    assert llm.calls() == []
+
+
 async def test_plans_gate_the_features(api, db, add_llm_key, llm):
     await add_llm_key("openai")
     user = await user_with(api, db, 20, plan="free")

@@ -22,7 +22,7 @@ from server.assist.models import (
 from server.assist.rules import clamp_cues, count_words, fits, spoken_seconds
 from server.assist import ASSIST
 from server.assist.service import AssistService
-from server.auth.service import authenticate
+from server.auth.service import authenticate, require_verified_email
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import ValidationFailed
 
@@ -39,7 +39,7 @@ def _service(request: web.Request) -> AssistService:
     summary="Three rich sound-effect prompts from a short idea (charged by tokens; send an Idempotency-Key header)",
 )
 async def sfx_prompt(request: web.Request, body: SfxPromptRequest) -> web.Response:
-    user = await authenticate(request)
+    user = await require_verified_email(request)  # answers cost credits
     service = _service(request)
     plan = await service.plan_allowing(user.id, "sfx_prompt")
     answer = await service.answer(user.id, plan, "sfx_prompt", body.model_dump(exclude_none=True), SfxPromptsReply,
@@ -53,7 +53,7 @@ async def sfx_prompt(request: web.Request, body: SfxPromptRequest) -> web.Respon
             "(charged by tokens; send an Idempotency-Key header)",
 )
 async def spot(request: web.Request, body: SpotRequest) -> web.Response:
-    user = await authenticate(request)
+    user = await require_verified_email(request)  # answers cost credits
     service = _service(request)
     plan = await service.plan_allowing(user.id, "spot")
     answer = await service.answer(user.id, plan, "spot", body.model_dump(exclude_none=True), SpotReply,
@@ -71,7 +71,7 @@ async def spot(request: web.Request, body: SpotRequest) -> web.Response:
             "(charged by tokens; send an Idempotency-Key header)",
 )
 async def voice_script(request: web.Request, body: VoiceScriptRequest) -> web.Response:
-    user = await authenticate(request)
+    user = await require_verified_email(request)  # answers cost credits
     service = _service(request)
     plan = await service.plan_allowing(user.id, "voice_script")
     if len(body.script) > plan.features.max_voice_chars:
