@@ -11,9 +11,10 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from portal import BACKGROUND, CSP, PORTAL_JINJA, csrf, forms
-from portal.sessions import PortalUser, current_user, pop_flashes, save_session
+from portal.sessions import PORTAL_USER, PortalUser, current_user, pop_flashes, save_session
 from server.appkeys import REQUEST_ID, SETTINGS
 from server.settings import Settings
+from server.outages import is_unavailable, unavailable
 from server.web.errors import ApiError
 from server.web.middleware import is_api
 
@@ -176,6 +177,20 @@ async def error_page(request: web.Request, status: int, message: str | None = No
     )
 
 
+async def outage_page(request: web.Request) -> web.Response:
+    """503 while Postgres or Redis is out of reach: rendered without asking either of them who the
+    user is (the layout shows the signed-out header for this one page)."""
+    log.warning("portal page: database unavailable", extra={"path": request.path})
+    request[PORTAL_USER] = None
+    err = unavailable()
+    response = await error_page(
+        request, 503, "We cannot reach our database for a moment. Wait a few seconds and reload the page.",
+        title="Briefly unavailable",
+    )
+    response.headers.update(err.headers)
+    return response
+
+
 @web.middleware
 async def portal_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not is_portal(request):
@@ -208,9 +223,12 @@ async def portal_middleware(request: web.Request, handler: Handler) -> web.Strea
             add_security_headers(exc, settings, csp)
             await save_session(request, exc)
             raise
-    except Exception:
-        log.exception("portal page failed", extra={"path": request.path, "method": request.method})
-        response = await error_page(request, 500)
+    except Exception as exc:
+        if is_unavailable(exc):
+            response = await outage_page(request)
+        else:
+            log.exception("portal page failed", extra={"path": request.path, "method": request.method})
+            response = await error_page(request, 500)
     if not response.prepared:
         add_security_headers(response, settings, csp)
         await save_session(request, response)

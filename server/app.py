@@ -7,6 +7,9 @@ from typing import AsyncIterator
 
 import aiohttp
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
 from aiohttp import web
 
 from server.appkeys import DB, ENDPOINTS, HTTP, METRICS, REDIS, SETTINGS
@@ -58,8 +61,22 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+def create_redis(url: str) -> aioredis.Redis:
+    """A Redis client that rides out a restart: a command on a pooled connection the server closed
+    is sent again on a fresh one (with backoff, about 0.75 s in all), so a restart costs each
+    connection a reconnect rather than a failed request. A command whose connection died after Redis
+    ran it may run twice: the key bank's scripts are written to make that harmless (a lease id is
+    added once), and a rate-limit count or a quota usage counted twice errs on the careful side."""
+    return aioredis.from_url(
+        url, decode_responses=True, health_check_interval=30,
+        retry=Retry(EqualJitterBackoff(cap=0.4, base=0.05), retries=4),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        socket_connect_timeout=2, socket_timeout=5,
+    )
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = aioredis.from_url(app[SETTINGS].redis_url, decode_responses=True, health_check_interval=30)
+    client = create_redis(app[SETTINGS].redis_url)
     app[REDIS] = client
     yield
     await client.aclose()

@@ -15,6 +15,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from server.outages import is_unavailable
+
 log = logging.getLogger("server.periodic")
 
 Round = Callable[[], Awaitable[Any]]
@@ -28,8 +30,11 @@ async def run_every(name: str, interval: float, work: Round, *, jitter: tuple[fl
             await work()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background round failed; the next one tries again", extra={"task": name})
+        except Exception as exc:
+            if is_unavailable(exc):  # Postgres or Redis is away: no stack trace for that
+                log.warning("background round skipped: database unavailable", extra={"task": name})
+            else:
+                log.exception("background round failed; the next one tries again", extra={"task": name})
 
 
 @contextlib.asynccontextmanager

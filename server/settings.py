@@ -114,6 +114,8 @@ class Settings:
     assist_deadline: float = env("ASSIST_DEADLINE", "total seconds one assist request may spend on LLM calls, all providers together", 60.0, kind=float)
 
     retention_sweep_interval: float = env("RETENTION_SWEEP_INTERVAL", "seconds between sweeps deleting audio older than the owner's plan keeps it", 3600.0, kind=float)
+    # Outages of Postgres or Redis (issue #16).
+    settle_wait: float = env("SETTLE_WAIT_SECONDS", "seconds a client waits for a capture or release to get through a database outage before it gets 503 (the write goes on in the background)", 10.0, kind=float)
 
     stripe_secret_key: str = env("STRIPE_SECRET_KEY", "Stripe secret API key", DEV_PLACEHOLDER, secret=True)
     stripe_webhook_secret: str = env("STRIPE_WEBHOOK_SECRET", "Stripe webhook signing secret", DEV_PLACEHOLDER, secret=True)

@@ -6,6 +6,8 @@ the voice list refresher and the retention sweeper. Needs the key bank's setup t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import AsyncIterator
 
@@ -34,7 +36,9 @@ def setup(app: web.Application) -> None:
 
 async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.credits.ratelimit import RateLimiter
-    from server.generation.retention import sweep_if_leader
+    from server.credits.sweep import sweep_interval
+    from server.generation.owner import OwnerBeacon
+    from server.generation.retention import close_orphans, sweep_if_leader
     from server.generation.voices import VoiceCatalog
     from server.keybank import KEYBANK
     from server.providers.elevenlabs import Upstream, create_http_client
@@ -44,19 +48,30 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     http = create_http_client(settings.upstream_max_connections)
     upstream = Upstream(http, settings.elevenlabs_base_url)
     voices = VoiceCatalog(settings, app[REDIS], app[KEYBANK], upstream)
+    owner = OwnerBeacon(settings.database_url)
     service = GenerationService(
         settings=settings, pool=app[DB], redis=app[REDIS], keybank=app[KEYBANK], upstream=upstream,
         storage=LocalStorage(settings.data_path / "audio"), voices=voices, metrics=app[METRICS],
-        rate_limiter=RateLimiter(app[REDIS], settings),
+        rate_limiter=RateLimiter(app[REDIS], settings), owner=owner,
     )
     app[GENERATION] = service
     # Jitter spreads the workers so they do not all wake at once to contend for the sweep lock.
     interval = settings.retention_sweep_interval
+    owner_task = asyncio.create_task(owner.run(), name="generation-owner")
     async with periodic.running("voices-refresher", settings.voices_refresh_interval, voices.refresh_if_leader,
                                 jitter=(0.8, 1.0)), \
             periodic.running("generation-sweeper", interval, lambda: sweep_if_leader(service, interval=interval),
-                             jitter=(0.5, 1.0)):
+                             jitter=(0.5, 1.0)), \
+            periodic.running("generation-orphan-sweeper", sweep_interval(settings.hold_ttl),
+                             lambda: close_orphans(service)):
+        # The orphan sweep keeps the credit hold sweep's pace: a row whose hold that sweep
+        # released is closed as soon.
         yield
     await service.drain(DRAIN_SECONDS)
+    # The owner connection goes last: while it is open, retries wait for the requests drained above.
+    owner_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await owner_task
+    await owner.aclose()
     await http.aclose()
 

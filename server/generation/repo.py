@@ -20,6 +20,17 @@ def _stored_params(params: dict[str, Any], variations: Sequence[int]) -> str:
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
+# True when the request's owner process is gone: no session carries its owner name (see
+# owner.py). Right after Postgres (re)started, live owners are still reconnecting, so nobody is
+# declared gone for a grace period. $grace is the statement's parameter of that name.
+OWNER_GONE = """(r.owner IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = r.owner)
+     AND pg_postmaster_start_time() < now() - make_interval(secs => $grace))"""
+
+
+def _owner_gone(grace_param: int) -> str:
+    return OWNER_GONE.replace("$grace", f"${grace_param}")
+
 
 @dataclass(frozen=True)
 class RequestClaim:
@@ -40,6 +51,7 @@ class OpenedRequest:
 async def open_request(
     conn: asyncpg.Connection, *, user_id: uuid.UUID, idempotency_key: str, request_hash: str, kind: str,
     params: dict[str, Any], prompt: str | None, text: str | None, variations: Sequence[int], audio_hash: str,
+    owner: str | None = None,
 ) -> OpenedRequest | None:
     """In one round trip: make this transaction's commit asynchronous, insert the idempotency
     record and, when it is new, a pending generations row per variation; or read the existing record.
@@ -51,8 +63,8 @@ async def open_request(
     row = await conn.fetchrow(
         """WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS applied),
            ins AS (
-               INSERT INTO generation_requests (user_id, idempotency_key, request_hash, kind)
-               VALUES ($1, $2, $3, $4)
+               INSERT INTO generation_requests (user_id, idempotency_key, request_hash, kind, owner)
+               VALUES ($1, $2, $3, $4, $10)
                ON CONFLICT (user_id, idempotency_key) DO NOTHING
                RETURNING id, status, request_hash, attempt, updated_at),
            gens AS (
@@ -68,6 +80,7 @@ async def open_request(
              FROM generation_requests r, cfg
             WHERE r.user_id = $1 AND r.idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)""",
         user_id, idempotency_key, request_hash, kind, _stored_params(params, variations), prompt, text, list(variations), audio_hash,
+        owner,
     )
     if row is None:
         return None
@@ -75,17 +88,32 @@ async def open_request(
     return OpenedRequest(claim, list(row["generation_ids"] or []))
 
 
-async def take_over(conn: Conn, request_id: uuid.UUID, *, stale_after: float) -> RequestClaim | None:
-    """Claim a record whose earlier try failed (nothing was charged) or whose worker vanished long
-    ago; the conditional UPDATE lets exactly one of several concurrent retries win."""
+async def take_over(
+    conn: Conn, request_id: uuid.UUID, *, stale_after: float, owner: str | None = None, grace: float = 0.0,
+) -> RequestClaim | None:
+    """Claim a record whose earlier try failed (nothing was charged), whose owner process is gone,
+    or (for owners that cannot be asked) whose worker vanished long ago; the conditional UPDATE
+    lets exactly one of several concurrent retries win.
+
+    The earlier try's rows still pending are closed in the same statement: that try can no longer
+    settle them (its settlement only touches pending rows), so its credit hold, which the new try
+    finds again under the same hold key, is charged or released by the new try alone."""
     taken = await conn.fetchrow(
-        """UPDATE generation_requests
-              SET status = 'in_progress', attempt = attempt + 1, updated_at = now()
-            WHERE id = $1
-              AND (status = 'failed'
-                   OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $2)))
-        RETURNING id, status, request_hash, attempt, updated_at""",
-        request_id, float(stale_after),
+        f"""WITH claimed AS (
+               UPDATE generation_requests r
+                  SET status = 'in_progress', attempt = attempt + 1, updated_at = now(), owner = $3
+                WHERE id = $1
+                  AND (status = 'failed'
+                       OR (status = 'in_progress'
+                           AND (updated_at < now() - make_interval(secs => $2) OR {_owner_gone(4)})))
+            RETURNING id, status, request_hash, attempt, updated_at),
+           closed AS (
+               UPDATE generations g
+                  SET status = 'failed', failure_reason = 'taken_over', credits_charged = 0, completed_at = now()
+                 FROM claimed
+                WHERE g.request_id = claimed.id AND g.status = 'pending')
+           SELECT * FROM claimed""",
+        request_id, float(stale_after), owner, float(grace),
     )
     if taken is None:
         return None
@@ -96,9 +124,44 @@ async def request_status(conn: Conn, request_id: uuid.UUID) -> str | None:
     return await conn.fetchval("SELECT status FROM generation_requests WHERE id = $1", request_id)
 
 
-async def finish_request(conn: Conn, request_id: uuid.UUID, status: str) -> None:
+async def request_state(conn: Conn, request_id: uuid.UUID, *, grace: float) -> tuple[str | None, bool]:
+    """(status, whether an in-progress request's owner is gone) for a retry waiting on it."""
+    row = await conn.fetchrow(
+        f"SELECT r.status, {_owner_gone(2)} AS gone FROM generation_requests r WHERE r.id = $1",
+        request_id, float(grace),
+    )
+    return (None, False) if row is None else (row["status"], bool(row["gone"]))
+
+
+async def finish_request(conn: Conn, request_id: uuid.UUID, status: str, *, attempt: int | None = None) -> None:
+    """With `attempt`, only while that try still owns the request (not after a takeover)."""
     await conn.execute(
-        "UPDATE generation_requests SET status = $2, updated_at = now() WHERE id = $1", request_id, status
+        """UPDATE generation_requests SET status = $2, updated_at = now()
+            WHERE id = $1 AND ($3::integer IS NULL OR attempt = $3)""",
+        request_id, status, attempt,
+    )
+
+
+async def disown(
+    conn: Conn, *, user_id: uuid.UUID, idempotency_key: str, owner: str, running: Sequence[uuid.UUID]
+) -> int:
+    """Close, as failed, a request this process opened but never heard back about (the connection
+    died during the opening commit, which may or may not have happened), unless one of its own
+    running requests is that one. Its credit hold is left to a retry (which finds it again) or to
+    the hold sweep. Returns how many requests were closed (0 or 1)."""
+    return await conn.fetchval(
+        """WITH r AS (
+               UPDATE generation_requests SET status = 'failed', updated_at = now()
+                WHERE user_id = $1 AND idempotency_key = $2 AND owner = $3 AND status = 'in_progress'
+                  AND NOT (id = ANY($4::uuid[]))
+            RETURNING id),
+           closed AS (
+               UPDATE generations g
+                  SET status = 'failed', failure_reason = 'service_unavailable', credits_charged = 0,
+                      completed_at = now()
+                 FROM r WHERE g.request_id = r.id AND g.status = 'pending')
+           SELECT count(*)::integer FROM r""",
+        user_id, idempotency_key, owner, list(running),
     )
 
 
@@ -118,24 +181,35 @@ async def mark_succeeded(
     conn: Conn, generation_id: uuid.UUID, *, storage_key: str, format: str, duration_seconds: float, sample_rate: int,
     size_bytes: int, credits_charged: int, hold_id: uuid.UUID | None, cached: bool, upstream_key_id: int | None,
     upstream_request_id: str | None, upstream_cost: int | None, upstream_attempts: int, latency_ms: int,
-    finish_request: uuid.UUID | None = None,
-) -> asyncpg.Record:
-    """The row succeeds; with `finish_request`, that idempotency record too, in the same statement."""
+    finish_request: uuid.UUID | None = None, attempt: int | None = None,
+) -> asyncpg.Record | None:
+    """The row succeeds; with `finish_request`, that idempotency record too, in the same statement.
+    None when the row is no longer pending: a retry took the request over, or the sweep closed it."""
     return await conn.fetchrow(
         f"""WITH finished AS (
                UPDATE generation_requests SET status = 'succeeded', updated_at = now()
-                WHERE id = $15 AND $15 IS NOT NULL)
+                WHERE id = $15 AND $15 IS NOT NULL AND ($16::integer IS NULL OR attempt = $16))
            UPDATE generations
                SET status = 'succeeded', storage_key = $2, format = $3, duration_seconds = $4, sample_rate = $5,
                    size_bytes = $6, credits_charged = $7, hold_id = $8, cached = $9, upstream_key_id = $10,
                    upstream_request_id = $11, upstream_cost = $12, upstream_attempts = $13, latency_ms = $14,
                    completed_at = now()
-             WHERE id = $1
+             WHERE id = $1 AND status = 'pending'
          RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
                    storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
                    failure_reason, created_at, completed_at, {TAKES}""",
         generation_id, storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
         cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts, latency_ms, finish_request,
+        attempt,
+    )
+
+
+async def generation_row(conn: Conn, generation_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""SELECT id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
+                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
+                   failure_reason, created_at, completed_at, {TAKES} FROM generations WHERE id = $1""",
+        generation_id,
     )
 
 
@@ -153,9 +227,10 @@ async def mark_failed(
     conn: Conn, generation_ids: Sequence[uuid.UUID], *, status: str, reason: str, hold_id: uuid.UUID | None = None,
     upstream_key_id: int | None = None, upstream_request_id: str | None = None, upstream_cost: int | None = None,
     upstream_attempts: int = 0, latency_ms: int | None = None,
-) -> None:
-    # Only pending rows: a row that already succeeded is never turned into a failure.
-    await conn.execute(
+) -> int:
+    """Returns how many rows this call closed. Only pending rows: a row that already succeeded
+    is never turned into a failure, and a row closed by a takeover or the sweep stays closed."""
+    status_line = await conn.execute(
         """UPDATE generations
               SET status = $2, failure_reason = $3, hold_id = $4, upstream_key_id = $5, upstream_request_id = $6,
                   upstream_cost = $7, upstream_attempts = $8, latency_ms = $9, credits_charged = 0,
@@ -164,6 +239,7 @@ async def mark_failed(
         list(generation_ids), status, reason, hold_id, upstream_key_id, upstream_request_id, upstream_cost,
         upstream_attempts, latency_ms,
     )
+    return int(status_line.split()[-1])
 
 
 async def request_results(conn: Conn, request_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -257,20 +333,28 @@ async def expire_for_retention(conn: Conn, *, batch: int) -> list[str]:
     return [r["storage_key"] for r in rows]
 
 
-async def abandon_stale(conn: Conn, *, older_than: float) -> int:
-    """Pending rows whose worker died: failed, charged nothing (the credits sweep frees their holds)."""
-    status = await conn.execute(
-        """UPDATE generations SET status = 'failed', failure_reason = 'abandoned', credits_charged = 0,
-                  completed_at = now()
-            WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)""",
-        float(older_than),
+async def abandon_stale(conn: Conn, *, older_than: float, grace: float | None = None) -> int:
+    """Close, as failed and charged nothing, what dead workers left: requests still in progress
+    after `older_than` seconds (or, given `grace`, whose owner process is gone) and their pending
+    rows, plus any row pending that long. A hold is reserved with its row, for CREDIT_HOLD_TTL: with
+    `older_than` = that TTL, the rows close as the credit sweep frees their holds. Returns the
+    number of rows closed."""
+    return await conn.fetchval(
+        f"""WITH dead AS (
+               UPDATE generation_requests r SET status = 'failed', updated_at = now()
+                WHERE r.status = 'in_progress'
+                  AND (r.updated_at < now() - make_interval(secs => $1)
+                       OR ($2::float8 IS NOT NULL AND {_owner_gone(2)}))
+            RETURNING r.id),
+           closed AS (
+               UPDATE generations g SET status = 'failed', failure_reason = 'abandoned', credits_charged = 0,
+                      completed_at = now()
+                WHERE g.status = 'pending'
+                  AND (g.created_at < now() - make_interval(secs => $1) OR g.request_id IN (SELECT id FROM dead))
+            RETURNING g.id)
+           SELECT count(*)::integer FROM closed""",
+        float(older_than), grace,
     )
-    await conn.execute(
-        """UPDATE generation_requests SET status = 'failed', updated_at = now()
-            WHERE status = 'in_progress' AND updated_at < now() - make_interval(secs => $1)""",
-        float(older_than),
-    )
-    return int(status.split()[-1])
 
 
 async def delete_user_generations(conn: Conn, user_id: uuid.UUID) -> list[str]:

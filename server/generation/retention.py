@@ -1,6 +1,7 @@
 """Background upkeep: audio past its plan's retention is deleted, and rows whose worker died are closed.
 
-Every worker runs the loop; a Redis lock lets one of them sweep at a time.
+Every worker runs both loops. The retention sweep takes a Redis lock so one of them sweeps at a
+time; the orphan sweep is a single UPDATE that any number of workers can run at once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from server.generation import repo
+from server.generation.owner import RESTART_GRACE
 
 log = logging.getLogger("server.generation.retention")
 
@@ -50,3 +52,12 @@ async def sweep_if_leader(service, *, interval: float) -> None:
         finally:
             if await service.redis.get(lock) == token:
                 await service.redis.delete(lock)
+
+
+async def close_orphans(service) -> int:
+    """Rows whose credit hold has expired (the credit sweep frees it at the same pace) or whose
+    request's owner process is gone: failed, charged nothing. Returns how many rows were closed."""
+    closed = await repo.abandon_stale(service.pool, older_than=service.settings.hold_ttl, grace=RESTART_GRACE)
+    if closed:
+        log.info("abandoned generations closed", extra={"abandoned": closed})
+    return closed

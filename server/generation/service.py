@@ -11,12 +11,23 @@ Money rules this file keeps:
   half-way: takes still waiting on the provider are cancelled (nothing charged), takes whose audio
   already arrived finish, are kept in history and are charged once.
 - One Idempotency-Key is one request: a retry gets the first result without a new charge.
+
+When Postgres or Redis blinks (see server/outages.py and owner.py):
+- A retry waiting on a request whose owner process is gone takes it over at once; the old try's
+  pending rows are closed in the same statement, and its settlement writes only touch rows that
+  are still pending, so the two tries never both charge or release the one shared credit hold.
+- Settlement writes (the capture with its history row, a release, closing the request) are
+  retried across a reconnect. The client waits SETTLE_WAIT_SECONDS for them, then gets 503 while
+  the write keeps trying in the background until the hold would expire: audio that arrived
+  before the outage is charged once when the database is back, and a retry replays it without
+  a second provider call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import io
@@ -39,7 +50,9 @@ from server.generation import repo
 from server.generation.naming import filename_for
 from server.generation.params import Spec, chunk_limit, context_for, split_script
 from server.generation.voices import VoiceCatalog
+from server.generation.owner import RESTART_GRACE, OwnerBeacon
 from server.keybank import KeyBank, Lease
+from server.outages import is_unavailable, retry_through_outage, unavailable
 from server.providers.elevenlabs import Upstream, UpstreamAudio
 from server.settings import Settings
 from server.storage import LocalStorage
@@ -151,6 +164,7 @@ class Take:
     cached: asyncpg.Record | None = None
     hold: Hold | None = None
     task: asyncio.Task | None = None
+    settling: asyncio.Task | None = None  # the settlement write, which may outlive the response
     produced: bool = False  # the provider's audio arrived: from here on the take is finished, not abandoned
     log: AttemptLog = field(default_factory=AttemptLog)
 
@@ -164,6 +178,7 @@ class Job:
     request_id: uuid.UUID
     idempotency_key: str
     key_ids: set[int] | None
+    attempt: int = 1  # which try of this Idempotency-Key this is (a takeover counts one up)
     takes: list[Take] = field(default_factory=list)
     abandoned: bool = False
     finished: bool = False  # the request's status was written with its only take
@@ -193,6 +208,7 @@ class GenerationService:
         voices: VoiceCatalog,
         metrics: Metrics,
         rate_limiter: Any,
+        owner: OwnerBeacon | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -203,7 +219,9 @@ class GenerationService:
         self.voices = voices
         self.metrics = metrics
         self.rate_limiter = rate_limiter
+        self.owner = owner
         self._tasks: set[asyncio.Task] = set()
+        self._running: set[uuid.UUID] = set()  # requests this process runs now
         self._pricing: tuple[float, Pricing] | None = None
 
     # --- entry point -----------------------------------------------------------------------
@@ -249,7 +267,7 @@ class GenerationService:
                 opened = await repo.open_request(
                     conn, user_id=job.user_id, idempotency_key=job.idempotency_key, request_hash=spec.request_hash,
                     kind=spec.kind, params=spec.params, prompt=spec.prompt, text=spec.text,
-                    variations=range(spec.variations), audio_hash=spec.audio_hash,
+                    variations=range(spec.variations), audio_hash=spec.audio_hash, owner=self.owner_name,
                 )
                 if opened is not None:
                     break
@@ -258,7 +276,8 @@ class GenerationService:
             claim, generation_ids = opened.claim, opened.generation_ids
             if not claim.fresh and claim.request_hash == spec.request_hash and claim.status != "succeeded":
                 # A failed earlier try (nothing charged) or a long-dead worker: one retry takes it over.
-                taken = await repo.take_over(conn, claim.id, stale_after=self.stale_after)
+                taken = await repo.take_over(conn, claim.id, stale_after=self.stale_after, owner=self.owner_name,
+                                             grace=RESTART_GRACE)
                 if taken is not None:
                     claim = taken
                     rows = await repo.create_pending(
@@ -270,6 +289,7 @@ class GenerationService:
             if not claim.fresh or claim.request_hash != spec.request_hash:
                 return claim
             job.request_id = claim.id
+            job.attempt = claim.attempt
             for variation, generation_id in enumerate(generation_ids):
                 hit = cached.get(variation)
                 price = self.cache_price(job) if hit is not None else self.reserve_price(job)
@@ -299,10 +319,26 @@ class GenerationService:
         as cancelled, so no idempotency record is left "in progress" with credits on hold."""
         opening = self.spawn(self._open(job, cached))
         try:
-            return await asyncio.shield(opening)
+            claim = await asyncio.shield(opening)
         except asyncio.CancelledError:
             self.spawn(self._close_opened(opening, job))
             raise
+        except Exception as exc:
+            if is_unavailable(exc) and self.owner is not None:
+                # The opening commit may have happened before the connection died.
+                self.spawn(self._disown(job))
+            raise
+        if claim.fresh:
+            self._running.add(claim.id)
+        return claim
+
+    async def _disown(self, job: Job) -> None:
+        async def write() -> int:
+            return await repo.disown(self.pool, user_id=job.user_id, idempotency_key=job.idempotency_key,
+                                     owner=self.owner_name, running=list(self._running))
+
+        with contextlib.suppress(Exception):
+            await retry_through_outage(write, seconds=self.settings.hold_ttl, what="closing an unanswered request")
 
     async def _close_opened(self, opening: asyncio.Task, job: Job) -> None:
         try:
@@ -310,8 +346,14 @@ class GenerationService:
         except Exception:
             return  # nothing was opened (or the refusal was recorded already)
         if claim.fresh:
-            await self._fail_all(job, asyncio.CancelledError())
-            await repo.finish_request(self.pool, job.request_id, "failed")
+            async def close() -> None:
+                await self._fail_all(job, asyncio.CancelledError())
+                await repo.finish_request(self.pool, job.request_id, "failed", attempt=job.attempt)
+
+            try:
+                await retry_through_outage(close, seconds=self.settings.hold_ttl, what="closing a cancelled request")
+            finally:
+                self._running.discard(claim.id)
 
     async def _reserve(self, conn: asyncpg.Connection, job: Job) -> None:
         for take in job.takes:
@@ -322,13 +364,21 @@ class GenerationService:
                 )
 
     @property
+    def owner_name(self) -> str | None:
+        return self.owner.name if self.owner is not None else None
+
+    @property
     def stale_after(self) -> float:
         """An in-progress record older than this belongs to a worker that died."""
         return max(self.settings.hold_ttl, self.settings.upstream_deadline * 3)
 
     async def _wait_while_in_progress(self, request_id: uuid.UUID, until: float) -> None:
+        """Until the request is answered, or its owner is found gone (the caller then takes it over)."""
         delay = _POLL_START
-        while await repo.request_status(self.pool, request_id) == "in_progress":
+        while True:
+            status, owner_gone = await repo.request_state(self.pool, request_id, grace=RESTART_GRACE)
+            if status != "in_progress" or owner_gone:
+                return
             if time.monotonic() > until:
                 raise Conflict(
                     "A request with this Idempotency-Key is still running; try again shortly",
@@ -368,7 +418,7 @@ class GenerationService:
         try:
             if job.abandoned:
                 cancelled = asyncio.CancelledError()
-                await self.shielded(self._fail_all(job, cancelled))
+                await self._settle(None, functools.partial(self._fail_all, job, cancelled), "a release")
                 raise cancelled
             for take in job.takes:
                 take.task = self.spawn(self._settle_cached(job, take) if take.cached else self._produce(job, take))
@@ -379,8 +429,19 @@ class GenerationService:
                 status = "succeeded"
             return await self._outcome(job, settled, results)
         finally:
+            self._running.discard(job.request_id)
             if not job.finished:
-                await self.shielded(repo.finish_request(self.pool, job.request_id, status))
+                await self._settle(None, functools.partial(self._finish, job, status), "closing a request")
+
+    async def _finish(self, job: Job, status: str) -> None:
+        """The request's final status, once every take's settlement has ended (some may still be
+        retrying in the background after a database outage)."""
+        parked = [t.settling for t in job.takes if t.settling is not None]
+        if parked:
+            ended = await asyncio.gather(*parked, return_exceptions=True)
+            if any(isinstance(value, asyncpg.Record) for value in ended):
+                status = "succeeded"
+        await repo.finish_request(self.pool, job.request_id, status, attempt=job.attempt)
 
     async def _cached_takes(self, user_id: uuid.UUID, spec: Spec) -> dict[int, asyncpg.Record]:
         found = {}
@@ -394,11 +455,14 @@ class GenerationService:
         return found
 
     async def _fail_all(self, job: Job, exc: BaseException) -> None:
-        for take in job.takes:
-            if take.hold is not None:
-                await credits.release(self.pool, take.hold.id, reason="request failed before generation")
         status, reason = failure_of(exc)
-        await repo.mark_failed(self.pool, [t.generation_id for t in job.takes], status=status, reason=reason)
+        async with self.pool.acquire() as conn, conn.transaction():
+            closed = await repo.mark_failed(conn, [t.generation_id for t in job.takes], status=status, reason=reason)
+            # Rows no longer pending were taken over with their holds by a retry: not ours to release.
+            if closed:
+                for take in job.takes:
+                    if take.hold is not None:
+                        await credits.release(conn, take.hold.id, reason="request failed before generation")
         self.metrics.generations.labels(job.spec.kind, status).inc(len(job.takes))
 
     async def _outcome(self, job: Job, settled: list[Any], results: list[GenerationResult]) -> Outcome:
@@ -420,17 +484,17 @@ class GenerationService:
             take.produced = True
             processed = await self._post_process(spec, raw)
             storage_key = await self.storage.put(processed.data, processed.format)
-            row = await self._record_success(
-                job, take, storage_key=storage_key, format=processed.format,
-                duration_seconds=processed.duration_seconds, sample_rate=processed.sample_rate,
-                size_bytes=len(processed.data), charge=self.actual_price(job, take, processed), cached=False,
-                latency_ms=_ms_since(started),
-            )
         except BaseException as exc:
-            await self.shielded(self._fail_take(job, take, exc, started))
+            await self._settle(take, functools.partial(self._fail_take, job, take, exc, started), "a release")
             if isinstance(exc, CorruptAudio):
                 raise as_api_error(exc) from None
             raise
+        row = await self._settle(take, functools.partial(
+            self._keep, job, take, started, storage_key=storage_key, format=processed.format,
+            duration_seconds=processed.duration_seconds, sample_rate=processed.sample_rate,
+            size_bytes=len(processed.data), charge=self.actual_price(job, take, processed), cached=False,
+            latency_ms=_ms_since(started),
+        ), "a capture")
         self.metrics.generations.labels(spec.kind, "succeeded").inc()
         # DEBUG: the request's own log line already records each call; details live in the row.
         log.debug("generation succeeded", extra={
@@ -443,17 +507,37 @@ class GenerationService:
         started = time.monotonic()
         cached = take.cached
         assert cached is not None
-        try:
-            row = await self._record_success(
-                job, take, storage_key=cached["storage_key"], format=cached["format"],
-                duration_seconds=cached["duration_seconds"], sample_rate=cached["sample_rate"],
-                size_bytes=cached["size_bytes"] or 0, charge=take.price, cached=True, latency_ms=_ms_since(started),
-            )
-        except BaseException as exc:
-            await self.shielded(self._fail_take(job, take, exc, started))
-            raise
+        row = await self._settle(take, functools.partial(
+            self._keep, job, take, started, storage_key=cached["storage_key"], format=cached["format"],
+            duration_seconds=cached["duration_seconds"], sample_rate=cached["sample_rate"],
+            size_bytes=cached["size_bytes"] or 0, charge=take.price, cached=True, latency_ms=_ms_since(started),
+        ), "a capture")
         self.metrics.generations.labels(job.spec.kind, "cached").inc()
         return GenerationResult.from_row(row)
+
+    async def _settle(self, take: Take | None, write: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run a settlement write to its end even if the caller is cancelled meanwhile, retrying it
+        across a reconnect. The caller waits SETTLE_WAIT_SECONDS at most, then gets 503 while the
+        write goes on trying in the background until the credit hold would have expired."""
+        task = self.spawn(retry_through_outage(write, seconds=self.settings.hold_ttl, what=what))
+        task.add_done_callback(_log_background_failure)
+        if take is not None:
+            take.settling = task
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.settle_wait)
+        except TimeoutError:
+            raise unavailable() from None
+
+    async def _keep(self, job: Job, take: Take, started: float, **success: Any) -> asyncpg.Record:
+        """Charge and record a take whose audio is stored; on anything but an outage (which the
+        caller retries), release its hold instead."""
+        try:
+            return await self._record_success(job, take, **success)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            await self._fail_take(job, take, exc, started)
+            raise
 
     async def _record_success(self, job: Job, take: Take, *, charge: int, cached: bool, **audio: Any) -> asyncpg.Record:
         """The row, the request's status and the charge in one commit. The credit account row is
@@ -470,8 +554,18 @@ class GenerationService:
                 conn, take.generation_id, credits_charged=charge, hold_id=take.hold.id if take.hold else None,
                 cached=cached, upstream_key_id=log_.key_id, upstream_request_id=log_.request_id,
                 upstream_cost=log_.cost if log_.cost_known else None, upstream_attempts=log_.attempts,
-                finish_request=job.request_id if single else None, **audio,
+                finish_request=job.request_id if single else None, attempt=job.attempt, **audio,
             )
+            if row is None:
+                # No longer pending: this very write committed before its connection died (a
+                # repeat), or a retry took the request over, or the sweep closed the row.
+                row = await repo.generation_row(conn, take.generation_id)
+                if row is None or row["status"] != "succeeded":
+                    raise Conflict("A newer request with this Idempotency-Key took over; retry to get its result",
+                                   code="idempotency_in_progress")
+                if single:
+                    job.finished = True
+                return row
             balance: int | None = None
             if take.hold is not None:
                 charged, balance = await credits.capture_with_balance(conn, take.hold.id, charge)
@@ -491,15 +585,17 @@ class GenerationService:
         return row
 
     async def _fail_take(self, job: Job, take: Take, exc: BaseException, started: float) -> None:
-        if take.hold is not None:
-            await credits.release(self.pool, take.hold.id, reason="generation failed")
         status, reason = failure_of(exc)
-        await repo.mark_failed(
-            self.pool, [take.generation_id], status=status, reason=reason,
-            hold_id=take.hold.id if take.hold else None, upstream_key_id=take.log.key_id,
-            upstream_request_id=take.log.request_id, upstream_cost=take.log.cost if take.log.cost_known else None,
-            upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            closed = await repo.mark_failed(
+                conn, [take.generation_id], status=status, reason=reason,
+                hold_id=take.hold.id if take.hold else None, upstream_key_id=take.log.key_id,
+                upstream_request_id=take.log.request_id, upstream_cost=take.log.cost if take.log.cost_known else None,
+                upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
+            )
+            # A row no longer pending was taken over with its hold by a retry: not ours to release.
+            if closed and take.hold is not None:
+                await credits.release(conn, take.hold.id, reason="generation failed")
         self.metrics.generations.labels(job.spec.kind, status).inc()
         if reason == "internal_error":
             log.error("generation failed unexpectedly", exc_info=exc, extra={"generation_id": str(take.generation_id)})
@@ -663,10 +759,6 @@ class GenerationService:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def shielded(self, coro: Awaitable[T]) -> T:
-        """Run settlement to completion even if the caller is cancelled meanwhile."""
-        return await asyncio.shield(self.spawn(coro))
-
     async def drain(self, timeout: float) -> None:
         """At shutdown: let running generations finish and settle, then cancel what is left."""
         pending = [t for t in self._tasks if not t.done()]
@@ -740,6 +832,8 @@ def failure_of(exc: BaseException) -> tuple[str, str]:
         return "cancelled", "cancelled"
     if isinstance(exc, CorruptAudio):
         return "failed", "corrupt_audio"
+    if is_unavailable(exc):
+        return "failed", "service_unavailable"
     if isinstance(exc, ApiError):
         reason = exc.code
         detail = (exc.details.get("reason") or exc.details.get("upstream_code")) if isinstance(exc.details, dict) else None
@@ -757,7 +851,17 @@ def as_api_error(exc: BaseException) -> ApiError:
             "The provider returned unusable audio; nothing was charged", code="upstream_unavailable",
             details={"reason": "corrupt_audio"},
         )
+    if is_unavailable(exc):
+        return unavailable()
     return ApiError("Something went wrong on our side; nothing was charged", code="internal_error", status=500)
+
+
+def _log_background_failure(task: asyncio.Task) -> None:
+    """A settlement that failed after its caller stopped waiting has no one else to tell."""
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, ApiError):
+            log.error("a settlement write failed", exc_info=exc)
 
 
 def stitch_wavs(parts: list[bytes]) -> bytes:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from server.settings import Settings
 
@@ -276,6 +277,8 @@ class LeaseStore:
         self._release = redis.register_script(RELEASE)
         self._settle_usage = redis.register_script(SETTLE_USAGE)
         self._release_lock = redis.register_script(RELEASE_LOCK)
+        # Releases Redis did not take (it was out of reach): sent again before the next acquire.
+        self._unreleased: dict[str, tuple[list[str], list[object]]] = {}
 
     def key(self, *parts: object) -> str:
         return self.settings.rkey("kb", *parts)
@@ -288,6 +291,8 @@ class LeaseStore:
         allowed: Iterable[int] | None = None,
         excluded: Iterable[int] = (),
     ) -> Granted | Refused:
+        if self._unreleased:
+            await self._release_unreleased()
         lease_id = uuid.uuid4().hex
         result = await self._acquire(
             keys=[self.key("cand", provider), self.key("quota", provider), self.key("synced", provider)],
@@ -311,12 +316,26 @@ class LeaseStore:
     async def release(self, key_id: int, lease_id: str, *, succeeded: bool, provider: str = "", cost: int = 0) -> int:
         """Free the slot; a success also resets the backoff ladder and counts `cost` against the
         key's quota (in Redis only: see `unflushed_usage`). Returns the key's in-flight count."""
-        in_flight = await self._release(
-            keys=[self.key("leases", key_id), self.key("fails", key_id), self.key("usage"),
-                  self.key("quota", provider), self.key("cand", provider)],
-            args=[lease_id, key_id, 1 if succeeded else 0, max(0, int(cost)) if succeeded else 0],
-        )
+        keys = [self.key("leases", key_id), self.key("fails", key_id), self.key("usage"),
+                self.key("quota", provider), self.key("cand", provider)]
+        args: list[object] = [lease_id, key_id, 1 if succeeded else 0, max(0, int(cost)) if succeeded else 0]
+        try:
+            in_flight = await self._release(keys=keys, args=args)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Redis stayed out of reach through the client's retries. The slot must not stay taken
+            # until the lease's TTL (minutes): the release is sent again before the next acquire.
+            # The answer the provider gave stands; the in-flight count is unknown (0 reported).
+            self._unreleased[lease_id] = (keys, args)
+            return 0
         return int(in_flight)
+
+    async def _release_unreleased(self) -> None:
+        for lease_id, (keys, args) in list(self._unreleased.items()):
+            try:
+                await self._release(keys=keys, args=args)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                return
+            self._unreleased.pop(lease_id, None)
 
     async def unflushed_usage(self) -> dict[int, int]:
         """Quota used per key that is not in Postgres yet."""

@@ -12,6 +12,7 @@ import uuid
 from aiohttp import web
 
 from server.appkeys import METRICS, PANEL_FLOOR, REQUEST_ID, SETTINGS
+from server.outages import is_unavailable, unavailable
 from server.web.errors import ApiError, BadRequest, PayloadTooLarge
 from server.web.logs import request_id_var
 
@@ -120,7 +121,14 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         except asyncio.CancelledError:
             status = 499  # client went away; nothing is sent
             raise
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                # An outage, not a bug: the client should retry, and /readyz says the same.
+                log.warning("database unavailable", extra={"path": request.path, "error": type(exc).__name__})
+                response = error_response(unavailable(), request_id)
+                status = response.status
+                response.headers[REQUEST_ID_HEADER] = request_id
+                return response
             log.exception("unhandled error", extra={"path": request.path, "method": request.method})
             err = ApiError("Something went wrong on our side. Try again; if it persists, quote the request id.",
                            code="internal_error", status=500, details={"request_id": request_id})
