@@ -180,7 +180,7 @@ async def error_page(request: web.Request, status: int, message: str | None = No
 async def outage_page(request: web.Request) -> web.Response:
     """503 while Postgres or Redis is out of reach: rendered without asking either of them who the
     user is (the layout shows the signed-out header for this one page)."""
-    log.warning("portal page: database unavailable", extra={"path": request.path})
+    log.warning("portal page: Postgres or Redis unavailable", extra={"path": request.path})
     request[PORTAL_USER] = None
     err = unavailable()
     response = await error_page(

@@ -46,6 +46,10 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg's own word for a connection that closed under an operation.
         return "connection is closed" in str(exc) or "connection was closed" in str(exc)
+    if isinstance(exc, asyncpg.InternalClientError) and str(exc).startswith("cannot switch to state"):
+        # A pooled connection that got its FATAL "terminating connection" while idle, handed out
+        # before the socket's close reached asyncpg: the protocol is stuck consuming that error.
+        return True
     # A refused or reset socket while (re)connecting: asyncpg raises the OS error as it is. Other
     # OS errors (a full disk, a missing file) are not outages of a service and stay 500.
     return isinstance(exc, ConnectionError) or (type(exc) is OSError and exc.errno in _SOCKET_ERRNOS) or (

@@ -172,6 +172,15 @@ async def live_hold(conn: Conn, user_id: uuid.UUID, key: str):
     )
 
 
+async def extend_hold(conn: Conn, hold_id: uuid.UUID, *, ttl: float):
+    return await conn.fetchrow(
+        """UPDATE credit_holds SET expires_at = greatest(expires_at, now() + make_interval(secs => $2))
+            WHERE id = $1
+        RETURNING id, user_id, key, amount, status, expires_at""",
+        hold_id, float(ttl),
+    )
+
+
 # --- accounts -----------------------------------------------------------------------
 
 _ACCOUNT_WITH_PLAN = """

@@ -99,6 +99,10 @@ async def _reserve_slowly(conn: repo.Conn, user_id: uuid.UUID, amount: int, key:
                     "This idempotency key was used for a request of another price",
                     details={"held": existing["amount"], "requested": amount},
                 )
+            if existing["status"] == "held":
+                # A retry took over a request whose worker died or gave up: the hold is its now, for
+                # a full TTL, so the sweep does not free it under the retry's own upstream call.
+                existing = await repo.extend_hold(conn, existing["id"], ttl=settings.hold_ttl)
             return Hold.from_row(existing)
         _check_payment(account, settings)
         row = await repo.try_reserve(

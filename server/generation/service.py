@@ -431,7 +431,15 @@ class GenerationService:
         finally:
             self._running.discard(job.request_id)
             if not job.finished:
-                await self._settle(None, functools.partial(self._finish, job, status), "closing a request")
+                if any(t.settling is not None and not t.settling.done() for t in job.takes):
+                    # A take's settlement outlived its wait (the client has its 503 already): the
+                    # request is closed after it, in the background.
+                    closing = self.spawn(retry_through_outage(
+                        functools.partial(self._finish, job, status), seconds=self.settings.hold_ttl,
+                        what="closing a request"))
+                    closing.add_done_callback(_log_background_failure)
+                else:
+                    await self._settle(None, functools.partial(self._finish, job, status), "closing a request")
 
     async def _finish(self, job: Job, status: str) -> None:
         """The request's final status, once every take's settlement has ended (some may still be

@@ -124,7 +124,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         except Exception as exc:
             if is_unavailable(exc):
                 # An outage, not a bug: the client should retry, and /readyz says the same.
-                log.warning("database unavailable", extra={"path": request.path, "error": type(exc).__name__})
+                log.warning("Postgres or Redis unavailable", extra={"path": request.path, "error": type(exc).__name__})
                 response = error_response(unavailable(), request_id)
                 status = response.status
                 response.headers[REQUEST_ID_HEADER] = request_id

@@ -1,0 +1,213 @@
+"""Recovery: Postgres, Redis or the provider blinks under load, and afterwards everything holds.
+
+Each scenario runs against private Postgres and Redis servers (outage_support; the machine's
+shared ones are never touched) while six clients keep generating. For every scenario:
+- no answer is a 500: an outage is a JSON 503 with Retry-After (or the provider's 502/503);
+- retrying a failed Idempotency-Key right after recovery is served within a few seconds;
+- every 200 is charged exactly once, and nothing is charged for keys never served;
+- within the credit hold TTL nothing is left pending, in progress, held or leased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from helpers import sign_up
+from outage_support import in_thread, private_postgres, private_redis, wait_for_postgres  # noqa: F401 (fixtures)
+from recovery_support import (  # noqa: F401 (fixtures, used by name)
+    SFX, api, assert_each_served_request_charged_once, empty_outage_database, assert_nothing_left_open, key_id, outage_env,
+    outage_settings, provider, query, retry_failures, retry_until_served, send, under_load, pro_user,
+)
+from outage_support import free_port
+from server.generation.service import hold_key
+from server.keybank import KEYBANK
+from test_portal_support import Portal
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_a_postgres_restart_under_load_costs_a_retry_at_most(api, outage_settings, key_id, private_postgres, mode):
+    users = [await pro_user(api, outage_settings) for _ in range(3)]
+
+    async def restart() -> None:
+        await in_thread(private_postgres.restart, mode)
+
+    load = await under_load(api, users, restart)
+    took = await retry_failures(api, load, within=8)
+    assert max(took, default=0) < 8
+    await assert_each_served_request_charged_once(outage_settings, load, users)
+    await assert_nothing_left_open(api, outage_settings, key_id)
+
+
+@pytest.mark.parametrize("how", ["restart", "flush"])
+async def test_a_redis_restart_or_flush_under_load_fails_no_request(api, outage_settings, key_id, private_redis, how):
+    users = [await pro_user(api, outage_settings) for _ in range(3)]
+
+    async def blink() -> None:
+        await in_thread(private_redis.restart if how == "restart" else private_redis.flush)
+
+    load = await under_load(api, users, blink)
+    # The client reconnects and sends the command again; the key bank copies its keys back from
+    # Postgres into the emptied Redis. So there is nothing to retry.
+    assert [a for a in load.answers if a.status != 200] == []
+    await assert_each_served_request_charged_once(outage_settings, load, users)
+    await assert_nothing_left_open(api, outage_settings, key_id)
+
+
+async def test_the_provider_down_for_a_moment_answers_502_or_503_and_a_retry_is_served(
+    api, outage_settings, key_id, provider
+):
+    users = [await pro_user(api, outage_settings) for _ in range(3)]
+
+    async def provider_blinks() -> None:
+        await provider.stop()
+        await asyncio.sleep(1.5)
+        await provider.start()
+
+    load = await under_load(api, users, provider_blinks)
+    assert {a.status for a in load.answers} & {502, 503}, "the outage went unnoticed"
+    # The key cooled down after its failures (2 s, doubling): the retry waits that out.
+    await retry_failures(api, load, within=15)
+    await assert_each_served_request_charged_once(outage_settings, load, users)
+    await assert_nothing_left_open(api, outage_settings, key_id)
+
+
+async def test_audio_that_arrived_during_a_database_outage_is_kept_for_the_retry(
+    api, outage_settings, key_id, provider, private_postgres
+):
+    user = await pro_user(api, outage_settings, credits_=50)
+    [fault] = [provider.state.inject(s, "slow", times=1, delay=1.0) for s in provider.state._keys]
+    key = uuid.uuid4().hex
+    first = asyncio.create_task(send(api, user, key))
+    while not provider.generation_calls():  # the provider is working on it...
+        await asyncio.sleep(0.02)
+    await in_thread(private_postgres.stop, "fast")  # ...when the database goes away
+    # The audio arrives, its capture cannot be written: after SETTLE_WAIT_SECONDS the client is
+    # told to come back.
+    answer = await first
+    assert (answer.status, answer.code) == (503, "service_unavailable") and answer.retry_after == "2"
+    await in_thread(private_postgres.start)
+
+    served, took = await retry_until_served(api, user, key, within=5)
+    assert took < 3
+    assert len(provider.generation_calls()) == 1, "the retry called the provider a second time"
+    assert served.charged == 1
+    [row] = await query(outage_settings, "SELECT status, credits_charged FROM generations WHERE idempotency_key = $1", key)
+    assert dict(row) == {"status": "succeeded", "credits_charged": 1}
+    [summary] = await query(outage_settings, "SELECT period_balance FROM credit_accounts WHERE user_id = $1", user.user_id)
+    assert summary["period_balance"] == 49
+    await assert_nothing_left_open(api, outage_settings, key_id)
+
+
+async def test_a_retry_takes_over_at_once_from_a_worker_that_was_killed(api, outage_env, outage_settings, key_id, provider):
+    """Another server process takes a request, starts the provider call and is killed (SIGKILL):
+    a retry on this server takes the request over within about a second and closes the dead
+    try's history row, and the one credit hold is charged once."""
+    user = await pro_user(api, outage_settings, credits_=50)
+    port = free_port()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--no-migrate", env={**os.environ, **outage_env, "PORT": str(port)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    async with http.get(url + "/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "the worker did not start"
+                await asyncio.sleep(0.1)
+            for secret in provider.state._keys:
+                provider.state.inject(secret, "hang", times=1)
+            key = uuid.uuid4().hex
+            hanging = asyncio.create_task(http.post(url + "/v1/sfx", json=SFX,
+                                                    headers={**user.headers, "Idempotency-Key": key}))
+            while not provider.generation_calls():
+                await asyncio.sleep(0.02)
+            worker.send_signal(signal.SIGKILL)
+            await worker.wait()
+            with pytest.raises(Exception):
+                await hanging
+
+        served, took = await retry_until_served(api, user, key, within=5)
+        assert took < 2.5, f"the takeover took {took:.2f} s"
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    rows = await query(outage_settings, """SELECT status, failure_reason, credits_charged FROM generations
+                                             WHERE idempotency_key = $1 ORDER BY created_at""", key)
+    assert [dict(r) for r in rows] == [
+        {"status": "failed", "failure_reason": "taken_over", "credits_charged": 0},
+        {"status": "succeeded", "failure_reason": None, "credits_charged": 1},
+    ]
+    holds = await query(outage_settings, "SELECT status, captured FROM credit_holds WHERE key = $1",
+                        hold_key(user.user_id, key, 0))
+    assert [dict(h) for h in holds] == [{"status": "captured", "captured": 1}]
+
+
+async def test_while_postgres_or_redis_is_down_the_api_and_the_portal_answer_503_with_retry_after(
+    api, outage_settings, key_id, private_postgres, private_redis
+):
+    user = await pro_user(api, outage_settings)
+    browser = Portal(api)
+    try:
+        signed_up = await browser.sign_up()
+        # Reading history needs Postgres; a generation needs Redis too (its provider-key lease).
+        for down, up, request in [
+            (lambda: private_postgres.stop("fast"), private_postgres.start,
+             lambda: api.get("/v1/generations", headers=user.headers)),
+            (private_redis.stop, private_redis.start,
+             lambda: api.post("/v1/sfx", json=SFX, headers={**user.headers, "Idempotency-Key": uuid.uuid4().hex})),
+        ]:
+            await in_thread(down)
+            try:
+                resp = await request()
+                body = await resp.json()
+                assert resp.status == 503 and body["error"]["code"] == "service_unavailable", body
+                assert int(resp.headers["Retry-After"]) >= 1
+
+                page = await browser.get("/dashboard")
+                html = await page.text()
+                assert page.status == 503 and page.content_type == "text/html"
+                assert "Briefly unavailable" in html and int(page.headers["Retry-After"]) >= 1
+            finally:
+                await in_thread(up)
+        await wait_for_postgres(outage_settings.database_url)
+        # Back up: the API answers again at once (the portal's sessions lived in the Redis that
+        # restarted empty, so the browser signs in again).
+        resp = await api.get("/v1/generations", headers=user.headers)
+        assert resp.status == 200
+        resp = await browser.sign_in(signed_up.email, signed_up.password)
+        assert resp.status == 303
+    finally:
+        await browser.client.close()
+
+
+async def test_a_lease_whose_release_redis_missed_is_freed_once_redis_is_back(api, key_id, private_redis):
+    """Redis restarts with its data (a lease still in it) and was away when the lease was given
+    back: the release is sent again before the next lease, not left until the lease's TTL."""
+    leases = api.server.app[KEYBANK].leases
+    granted = await leases.acquire("elevenlabs", ttl=600)
+    await in_thread(private_redis.stop, save=True)
+    try:
+        assert await leases.release(granted.key_id, granted.lease_id, succeeded=True) == 0
+    finally:
+        await in_thread(private_redis.start)
+    assert (await leases.state([key_id]))[key_id].in_flight == 1  # Redis has it back from disk
+    again = await leases.acquire("elevenlabs", ttl=600)
+    assert (await leases.state([key_id]))[key_id].in_flight == 1  # only the new one
+    await leases.release(again.key_id, again.lease_id, succeeded=True)
+    assert (await leases.state([key_id]))[key_id].in_flight == 0
