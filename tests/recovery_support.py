@@ -218,13 +218,13 @@ async def retry_until_served(api, user, key: str, *, within: float) -> tuple[Ans
         await asyncio.sleep(0.1)
 
 
-async def retry_failures(api, load: Load, *, within: float) -> list[float]:
+async def retry_failures(api, load: Load, *, within: float) -> None:
+    """Retry every Idempotency-Key that got an error, all at once, right after recovery."""
     failed = {a.key: a.user for a in load.answers if a.status != 200}
     served = {a.key for a in load.answers if a.status == 200}
     results = await asyncio.gather(*(retry_until_served(api, user, key, within=within)
                                      for key, user in failed.items() if key not in served))
     load.answers += [answer for answer, _ in results]
-    return [took for _, took in results]
 
 
 async def assert_each_served_request_charged_once(settings: Settings, load: Load, users) -> None:

@@ -23,7 +23,7 @@ import pytest
 from helpers import sign_up
 from outage_support import in_thread, private_postgres, private_redis, wait_for_postgres  # noqa: F401 (fixtures)
 from recovery_support import (  # noqa: F401 (fixtures, used by name)
-    SFX, api, assert_each_served_request_charged_once, empty_outage_database, assert_nothing_left_open, key_id, outage_env,
+    HOLD_TTL, SFX, api, assert_each_served_request_charged_once, empty_outage_database, assert_nothing_left_open, key_id, outage_env,
     outage_settings, provider, query, retry_failures, retry_until_served, send, under_load, pro_user,
 )
 from outage_support import free_port
@@ -40,8 +40,8 @@ async def test_a_postgres_restart_under_load_costs_a_retry_at_most(api, outage_s
         await in_thread(private_postgres.restart, mode)
 
     load = await under_load(api, users, restart)
-    took = await retry_failures(api, load, within=8)
-    assert max(took, default=0) < 8
+    assert any(a.status == 503 for a in load.answers), "no request met the outage"
+    await retry_failures(api, load, within=8)
     await assert_each_served_request_charged_once(outage_settings, load, users)
     await assert_nothing_left_open(api, outage_settings, key_id)
 
@@ -96,7 +96,7 @@ async def test_audio_that_arrived_during_a_database_outage_is_kept_for_the_retry
     await in_thread(private_postgres.start)
 
     served, took = await retry_until_served(api, user, key, within=5)
-    assert took < 3
+    assert took < 4
     assert len(provider.generation_calls()) == 1, "the retry called the provider a second time"
     assert served.charged == 1
     [row] = await query(outage_settings, "SELECT status, credits_charged FROM generations WHERE idempotency_key = $1", key)
@@ -107,55 +107,78 @@ async def test_audio_that_arrived_during_a_database_outage_is_kept_for_the_retry
 
 
 async def test_a_retry_takes_over_at_once_from_a_worker_that_was_killed(api, outage_env, outage_settings, key_id, provider):
-    """Another server process takes a request, starts the provider call and is killed (SIGKILL):
-    a retry on this server takes the request over within about a second and closes the dead
-    try's history row, and the one credit hold is charged once."""
+    """Another server process takes two requests, starts their provider calls and is killed
+    (SIGKILL). A retry of one of them on this server takes it over within about a second, closes
+    the dead try's history row and charges the one credit hold once. The other, never retried,
+    is closed as abandoned and its hold released within the hold TTL."""
     user = await pro_user(api, outage_settings, credits_=50)
     port = free_port()
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "serve", "--no-migrate", env={**os.environ, **outage_env, "PORT": str(port)},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
+    retried, forgotten = uuid.uuid4().hex, uuid.uuid4().hex
     try:
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(url + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, "the worker did not start"
-                await asyncio.sleep(0.1)
+            await until_up(http, url + "/healthz")
             for secret in provider.state._keys:
-                provider.state.inject(secret, "hang", times=1)
-            key = uuid.uuid4().hex
-            hanging = asyncio.create_task(http.post(url + "/v1/sfx", json=SFX,
-                                                    headers={**user.headers, "Idempotency-Key": key}))
-            while not provider.generation_calls():
+                provider.state.inject(secret, "hang", times=2)
+            hanging = [asyncio.create_task(http.post(url + "/v1/sfx", json=SFX,
+                                                     headers={**user.headers, "Idempotency-Key": key}))
+                       for key in (retried, forgotten)]
+            while len(provider.generation_calls()) < 2:
                 await asyncio.sleep(0.02)
             worker.send_signal(signal.SIGKILL)
             await worker.wait()
-            with pytest.raises(Exception):
-                await hanging
+            killed_at = time.time()
+            for request in hanging:
+                with pytest.raises(aiohttp.ClientError):
+                    await request
 
-        served, took = await retry_until_served(api, user, key, within=5)
-        assert took < 2.5, f"the takeover took {took:.2f} s"
+        await retry_until_served(api, user, retried, within=10)
+        # The retry did not wait for the dead try: its own provider call started right away.
+        taken_over_after = provider.generation_calls()[2]["time"] - killed_at
+        assert taken_over_after < 2.0, f"the takeover took {taken_over_after:.2f} s"
     finally:
         if worker.returncode is None:
             worker.kill()
             await worker.wait()
-    rows = await query(outage_settings, """SELECT status, failure_reason, credits_charged FROM generations
-                                             WHERE idempotency_key = $1 ORDER BY created_at""", key)
-    assert [dict(r) for r in rows] == [
-        {"status": "failed", "failure_reason": "taken_over", "credits_charged": 0},
-        {"status": "succeeded", "failure_reason": None, "credits_charged": 1},
-    ]
-    holds = await query(outage_settings, "SELECT status, captured FROM credit_holds WHERE key = $1",
-                        hold_key(user.user_id, key, 0))
-    assert [dict(h) for h in holds] == [{"status": "captured", "captured": 1}]
+    assert await history_of(outage_settings, retried) == [("failed", "taken_over", 0), ("succeeded", None, 1)]
+    assert await holds_of(outage_settings, user, retried) == [("captured", 1)]
+
+    deadline = time.monotonic() + HOLD_TTL + 2
+    while await holds_of(outage_settings, user, forgotten) != [("expired", None)]:
+        assert time.monotonic() < deadline, await holds_of(outage_settings, user, forgotten)
+        await asyncio.sleep(0.2)
+    assert await history_of(outage_settings, forgotten) == [("failed", "abandoned", 0)]
+    [request] = await query(outage_settings, "SELECT status FROM generation_requests WHERE idempotency_key = $1", forgotten)
+    assert request["status"] == "failed"
+
+
+async def until_up(http: aiohttp.ClientSession, url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            async with http.get(url) as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        assert time.monotonic() < deadline, "the worker did not start"
+        await asyncio.sleep(0.1)
+
+
+async def history_of(settings, key: str) -> list[tuple]:
+    rows = await query(settings, """SELECT status, failure_reason, credits_charged FROM generations
+                                     WHERE idempotency_key = $1 ORDER BY created_at""", key)
+    return [tuple(r) for r in rows]
+
+
+async def holds_of(settings, user, key: str) -> list[tuple]:
+    rows = await query(settings, "SELECT status, captured FROM credit_holds WHERE key = $1 ORDER BY created_at",
+                       hold_key(user.user_id, key, 0))
+    return [tuple(r) for r in rows]
 
 
 async def test_while_postgres_or_redis_is_down_the_api_and_the_portal_answer_503_with_retry_after(
