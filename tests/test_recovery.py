@@ -11,6 +11,7 @@ shared ones are never touched) while six clients keep generating. For every scen
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -18,7 +19,9 @@ import time
 import uuid
 
 import aiohttp
+import asyncpg
 import pytest
+import redis.exceptions
 
 from helpers import sign_up
 from outage_support import in_thread, private_postgres, private_redis, wait_for_postgres  # noqa: F401 (fixtures)
@@ -29,7 +32,26 @@ from recovery_support import (  # noqa: F401 (fixtures, used by name)
 from outage_support import free_port
 from server.generation.service import hold_key
 from server.keybank import KEYBANK
+from server.outages import is_unavailable
 from test_portal_support import Portal
+
+
+@pytest.mark.parametrize("exc, outage", [
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"), True),
+    (asyncpg.CannotConnectNowError("the database system is shutting down"), True),
+    (asyncpg.AdminShutdownError("terminating connection due to administrator command"), True),
+    (asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
+    (redis.exceptions.ConnectionError("Connection closed by server."), True),
+    (redis.exceptions.TimeoutError("Timeout reading from socket"), True),
+    # Our bugs and the disk's trouble stay 500s: retrying them would not help.
+    (OSError(errno.ENOSPC, "No space left on device"), False),
+    (asyncpg.UniqueViolationError("duplicate key value"), False),
+    (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), False),
+    (redis.exceptions.ResponseError("WRONGTYPE"), False),
+    (KeyError("x"), False),
+])
+def test_only_connection_failures_count_as_an_outage(exc, outage):
+    assert is_unavailable(exc) is outage
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

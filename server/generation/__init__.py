@@ -1,7 +1,8 @@
 """Generation: the panel's SFX and voice-over API on top of auth, credits, the key bank, audio and storage.
 
 `setup(app)` registers the /v1 routes and a context that owns the shared ElevenLabs HTTP pool,
-the voice list refresher and the retention sweeper. Needs the key bank's setup to run first.
+the process's owner connection (owner.py), the voice list refresher, the retention sweeper and
+the orphan sweeper. Needs the key bank's setup to run first.
 """
 
 from __future__ import annotations

@@ -528,12 +528,12 @@ class GenerationService:
         across a reconnect. The caller waits SETTLE_WAIT_SECONDS at most, then gets 503 while the
         write goes on trying in the background until the credit hold would have expired."""
         task = self.spawn(retry_through_outage(write, seconds=self.settings.hold_ttl, what=what))
-        task.add_done_callback(_log_background_failure)
         if take is not None:
             take.settling = task
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.settings.settle_wait)
         except TimeoutError:
+            task.add_done_callback(_log_background_failure)
             raise unavailable() from None
 
     async def _keep(self, job: Job, take: Take, started: float, **success: Any) -> asyncpg.Record:
