@@ -63,10 +63,11 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_redis(url: str) -> aioredis.Redis:
     """A Redis client that rides out a restart: a command on a pooled connection the server closed
-    is sent again on a fresh one (with backoff, about 0.75 s in all), so a restart costs each
-    connection a reconnect rather than a failed request. A command whose connection died after Redis
-    ran it may run twice: the key bank's scripts are written to make that harmless (a lease id is
-    added once), and a rate-limit count or a quota usage counted twice errs on the careful side."""
+    is sent again on a fresh one (up to four times, backing off about a second in all), so a
+    restart costs each connection a reconnect rather than a failed request. A command whose
+    connection died after Redis ran it may run twice: the key bank's lease script makes that
+    harmless (a lease id is added once), and a rate-limit hit or quota use counted twice errs on
+    the careful side."""
     return aioredis.from_url(
         url, decode_responses=True, health_check_interval=30,
         retry=Retry(EqualJitterBackoff(cap=0.4, base=0.05), retries=4),

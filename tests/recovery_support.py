@@ -152,6 +152,7 @@ class Answer:
     retry_after: str | None
     charged: int | None
     user: object
+    sent_at: float  # time.monotonic() when the request was sent
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Load:
 
 
 async def send(api, user, key: str) -> Answer:
+    sent_at = time.monotonic()
     resp = await api.post("/v1/sfx", json=SFX, headers={**user.headers, "Idempotency-Key": key})
     body = await resp.read()
     code = None
@@ -169,7 +171,7 @@ async def send(api, user, key: str) -> Answer:
         assert set(error) == {"code", "message", "details"}
         code = error["code"]
     return Answer(key, resp.status, code, resp.headers.get("Retry-After"),
-                  int(resp.headers["X-Credits-Charged"]) if resp.status == 200 else None, user)
+                  int(resp.headers["X-Credits-Charged"]) if resp.status == 200 else None, user, sent_at)
 
 
 def assert_allowed(answer: Answer) -> None:
