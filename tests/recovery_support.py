@@ -41,6 +41,7 @@ class RestartableSimulator:
         self.state = SimulatorState()
         self.port = free_port()
         self.runner: web.AppRunner | None = None
+        self.secrets: list[str] = []  # the provider keys it knows
 
     @property
     def url(self) -> str:
@@ -123,6 +124,7 @@ async def query(settings: Settings, sql: str, *args):
 async def key_id(api, provider) -> int:
     secret = "sk_" + uuid.uuid4().hex
     provider.state.add_key(secret, character_limit=10_000_000, max_concurrency=50)
+    provider.secrets.append(secret)
     view = await api.server.app[KEYBANK].add_key(provider="elevenlabs", label="outage", secret=secret,
                                                  max_concurrency=50)
     return view.id

@@ -23,13 +23,12 @@ import asyncpg
 import pytest
 import redis.exceptions
 
-from helpers import sign_up
-from outage_support import in_thread, private_postgres, private_redis, wait_for_postgres  # noqa: F401 (fixtures)
+from outage_support import free_port, in_thread, private_postgres, private_redis, wait_for_postgres  # noqa: F401
 from recovery_support import (  # noqa: F401 (fixtures, used by name)
-    HOLD_TTL, SFX, api, assert_each_served_request_charged_once, empty_outage_database, assert_nothing_left_open, key_id, outage_env,
-    outage_settings, provider, query, retry_failures, retry_until_served, send, under_load, pro_user,
+    HOLD_TTL, SFX, api, assert_each_served_request_charged_once, assert_nothing_left_open, empty_outage_database,
+    key_id, outage_env, outage_settings, pro_user, provider, query, retry_failures, retry_until_served, send,
+    under_load,
 )
-from outage_support import free_port
 from server.generation.service import hold_key
 from server.keybank import KEYBANK
 from server.outages import is_unavailable
@@ -111,7 +110,8 @@ async def test_audio_that_arrived_during_a_database_outage_is_kept_for_the_retry
     api, outage_settings, key_id, provider, private_postgres
 ):
     user = await pro_user(api, outage_settings, credits_=50)
-    [fault] = [provider.state.inject(s, "slow", times=1, delay=1.0) for s in provider.state._keys]
+    for secret in provider.secrets:
+        provider.state.inject(secret, "slow", times=1, delay=1.0)  # a second to stop the database in
     key = uuid.uuid4().hex
     first = asyncio.create_task(send(api, user, key))
     while not provider.generation_calls():  # the provider is working on it...
@@ -150,7 +150,7 @@ async def test_a_retry_takes_over_at_once_from_a_worker_that_was_killed(api, out
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
             await until_up(http, url + "/healthz")
-            for secret in provider.state._keys:
+            for secret in provider.secrets:
                 provider.state.inject(secret, "hang", times=2)
             hanging = [asyncio.create_task(http.post(url + "/v1/sfx", json=SFX,
                                                      headers={**user.headers, "Idempotency-Key": key}))
