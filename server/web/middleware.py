@@ -126,17 +126,15 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
                 # An outage, not a bug: the client should retry, and /readyz says the same.
                 log.warning("Postgres or Redis unavailable", extra={"path": request.path, "error": type(exc).__name__})
                 response = error_response(unavailable(), request_id)
-                status = response.status
-                response.headers[REQUEST_ID_HEADER] = request_id
-                return response
-            log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-            err = ApiError("Something went wrong on our side. Try again; if it persists, quote the request id.",
-                           code="internal_error", status=500, details={"request_id": request_id})
-            if is_api(request):
-                response = error_response(err, request_id)
             else:
-                response = web.Response(status=500, text="Internal server error. Request id: " + request_id,
-                                        headers={REQUEST_ID_HEADER: request_id})
+                log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+                err = ApiError("Something went wrong on our side. Try again; if it persists, quote the request id.",
+                               code="internal_error", status=500, details={"request_id": request_id})
+                if is_api(request):
+                    response = error_response(err, request_id)
+                else:
+                    response = web.Response(status=500, text="Internal server error. Request id: " + request_id,
+                                            headers={REQUEST_ID_HEADER: request_id})
         status = response.status
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = request_id
