@@ -57,11 +57,15 @@ def test_only_connection_failures_count_as_an_outage(exc, outage):
 async def test_a_postgres_restart_under_load_costs_a_retry_at_most(api, outage_settings, key_id, private_postgres, mode):
     users = [await pro_user(api, outage_settings) for _ in range(3)]
 
+    [before] = await query(outage_settings, "SELECT pg_postmaster_start_time() AS t")
+
     async def restart() -> None:
         await in_thread(private_postgres.restart, mode)
 
     load = await under_load(api, users, restart)
-    assert any(a.status == 503 for a in load.answers), "no request met the outage"
+    # (Requests caught by the restart may all have ridden it out: no 503 is required.)
+    [after] = await query(outage_settings, "SELECT pg_postmaster_start_time() AS t")
+    assert after["t"] > before["t"]
     await retry_failures(api, load, within=8)
     await assert_each_served_request_charged_once(outage_settings, load, users)
     await assert_nothing_left_open(api, outage_settings, key_id)
@@ -172,7 +176,9 @@ async def test_a_retry_takes_over_at_once_from_a_worker_that_was_killed(api, out
         if worker.returncode is None:
             worker.kill()
             await worker.wait()
-    assert await history_of(outage_settings, retried) == [("failed", "taken_over", 0), ("succeeded", None, 1)]
+    # The dead try's row is closed by the takeover, or a moment before it by the orphan sweep.
+    [dead, alive] = await history_of(outage_settings, retried)
+    assert dead in [("failed", "taken_over", 0), ("failed", "abandoned", 0)] and alive == ("succeeded", None, 1)
     assert await holds_of(outage_settings, user, retried) == [("captured", 1)]
 
     deadline = time.monotonic() + HOLD_TTL + 2
