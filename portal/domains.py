@@ -132,8 +132,7 @@ def provider_names() -> tuple[str, ...]:
 
 
 def audio_storage(app: web.Application) -> Any:
-    """The AudioStorage the generation service writes to (path/exists/delete), or None without it."""
-    from server.generation import GENERATION
+    """The BlobStorage generated audio lives in (stat/stream/delete), or None without it."""
+    from server.storage import STORAGE
 
-    service = app.get(GENERATION)
-    return service.storage if service is not None else None
+    return app.get(STORAGE)

@@ -47,10 +47,11 @@ def create_app(settings: Settings) -> web.Application:
 def domain_setups():
     """Each domain registers its routes and background tasks; imported here to keep one list."""
     import portal
-    from server import alerts, assist, auth, billing, credits, generation, keybank, releases
+    from server import alerts, assist, auth, billing, credits, generation, keybank, releases, storage
 
     # alerts last: its background rounds use the key bank.
-    return [auth.setup, credits.setup, keybank.setup, generation.setup, assist.setup, billing.setup, releases.setup,
+    return [auth.setup, credits.setup, keybank.setup, storage.setup, generation.setup, assist.setup, billing.setup,
+            releases.setup,
             portal.setup, alerts.setup]
 
 

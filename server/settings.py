@@ -117,6 +117,22 @@ class Settings:
     # Outages of Postgres or Redis (issue #16).
     settle_wait: float = env("SETTLE_WAIT_SECONDS", "seconds a client waits for a capture or release to get through a database outage before it gets 503 (the write goes on in the background)", 10.0, kind=float)
 
+    # --- several machines: shared object storage and a fair wait for busy keys ---
+    storage_url: str = env(
+        "STORAGE_URL",
+        "where audio and panel packages are kept: empty or file:///path for a local folder (default DATA_DIR/audio), "
+        "s3://bucket/prefix for an S3-compatible bucket shared by every server",
+        "",
+    )
+    s3_endpoint: str = env("S3_ENDPOINT", "S3 API endpoint URL (MinIO, R2, B2, Ceph); empty: AWS itself in S3_REGION", "")
+    s3_region: str = env("S3_REGION", "region of the bucket (S3-compatible stores accept any, e.g. us-east-1)", "us-east-1")
+    s3_access_key_id: str = env("S3_ACCESS_KEY_ID", "access key id for the bucket; empty: the AWS_* environment or instance role", "", secret=True)
+    s3_secret_access_key: str = env("S3_SECRET_ACCESS_KEY", "secret access key for the bucket", "", secret=True)
+    storage_timeout: float = env("STORAGE_TIMEOUT", "seconds one storage call may take, retries included, before it answers 503 storage_unavailable", 10.0, kind=float)
+    presign_ttl: int = env("PRESIGN_TTL", "seconds a presigned S3 download link handed to the panel stays valid", 300, kind=int)
+    key_wait_seconds: float = env("KEY_WAIT_SECONDS", "longest a request waits in line for a free provider key before 503 capacity_exhausted (0: refuse at once)", 10.0, kind=float)
+    key_wait_per_user: int = env("KEY_WAIT_PER_USER", "requests one account may have waiting in that line at once; more are refused at once", 10, kind=int)
+
     stripe_secret_key: str = env("STRIPE_SECRET_KEY", "Stripe secret API key", DEV_PLACEHOLDER, secret=True)
     stripe_webhook_secret: str = env("STRIPE_WEBHOOK_SECRET", "Stripe webhook signing secret", DEV_PLACEHOLDER, secret=True)
     stripe_api_base: str = env("STRIPE_API_BASE", "Stripe API root; a local fake in tests", "https://api.stripe.com")
@@ -280,6 +296,10 @@ class Settings:
             raise SettingsError(str(exc)) from None
         if self.update_manifest_ttl < 3600:
             raise SettingsError("UPDATE_MANIFEST_TTL must be at least 3600 seconds")
+        if self.storage_url and not self.storage_url.startswith(("file://", "s3://")):
+            raise SettingsError("STORAGE_URL must be empty, file:///path or s3://bucket/prefix")
+        if self.key_wait_seconds < 0 or self.key_wait_per_user < 1:
+            raise SettingsError("KEY_WAIT_SECONDS must be 0 or more and KEY_WAIT_PER_USER at least 1")
         if self.max_json_bytes < 1024:
             raise SettingsError("MAX_JSON_BYTES must be at least 1024")
         if self.is_production and self.bcrypt_cost < 10:

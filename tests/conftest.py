@@ -144,6 +144,52 @@ async def client(aiohttp_client, app):
     return await aiohttp_client(app)
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3 API server (moto's standalone server) on a free port, for the whole run."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto's S3 server did not start; see " + log.name)
+            time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def s3_env(s3_server: str) -> dict[str, str]:
+    """Settings of a deployment storing in a new, empty bucket of that server."""
+    import urllib.request
+
+    bucket = f"sfx-test-{uuid.uuid4().hex[:12]}"
+    urllib.request.urlopen(urllib.request.Request(f"{s3_server}/{bucket}", method="PUT"), timeout=5).close()
+    return {
+        "STORAGE_URL": f"s3://{bucket}/audio", "S3_ENDPOINT": s3_server, "S3_REGION": "us-east-1",
+        "S3_ACCESS_KEY_ID": "testing-access-key", "S3_SECRET_ACCESS_KEY": "testing-secret-" + uuid.uuid4().hex,
+        "STORAGE_TIMEOUT": "3",
+    }
+
+
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent

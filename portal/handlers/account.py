@@ -18,6 +18,8 @@ from server.appkeys import DB, SETTINGS
 from server.auth import service as auth
 from server.auth import verification
 from server.mail import MAIL
+from server.storage import ObjectNotFound
+from server.storage.http import serve_object
 from server.web.errors import ApiError
 
 log = logging.getLogger("portal.account")
@@ -84,14 +86,17 @@ async def audio(request: web.Request) -> web.StreamResponse:
     generation_id = parse_uuid(request.match_info["generation_id"])
     row = await repo.generation_for_user(pool, generation_id, user.id)
     storage = domains.audio_storage(request.app)
-    if row is None or not row["storage_key"] or storage is None or not await storage.exists(row["storage_key"]):
+    if row is None or not row["storage_key"] or storage is None:
         raise web.HTTPNotFound()
     content_type = "audio/mpeg" if row["format"] == "mp3" else "audio/wav"
-    # FileResponse answers Range requests, which <audio> uses to seek.
-    return web.FileResponse(
-        storage.path(row["storage_key"]),
-        headers={"Content-Type": content_type, "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
-    )
+    # Range requests are answered too: <audio> uses them to seek.
+    try:
+        return await serve_object(
+            request, storage, row["storage_key"], content_type=content_type,
+            headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+    except ObjectNotFound:
+        raise web.HTTPNotFound() from None
 
 
 # --- devices -------------------------------------------------------------------------------------

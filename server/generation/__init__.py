@@ -2,7 +2,7 @@
 
 `setup(app)` registers the /v1 routes and a context that owns the shared ElevenLabs HTTP pool,
 the process's owner connection (owner.py), the voice list refresher, the retention sweeper and
-the orphan sweeper. Needs the key bank's setup to run first.
+the orphan sweeper. Needs the key bank's and the storage's setup to run first.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def setup(app: web.Application) -> None:
     from server.generation.handlers import api
 
     api.register(app)
+    # HEAD of a download (size, ETag, resumability) runs the GET handler; serve_object sends no body.
+    for endpoint in api.endpoints:
+        if endpoint.method == "GET" and endpoint.path == "/v1/generations/{id}/audio":
+            app.router.add_route("HEAD", endpoint.path, endpoint.handler)
     app.cleanup_ctx.append(generation_ctx)
 
 
@@ -43,7 +47,7 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.generation.voices import VoiceCatalog
     from server.keybank import KEYBANK
     from server.providers.elevenlabs import Upstream, create_http_client
-    from server.storage import LocalStorage
+    from server.storage import STORAGE
 
     settings = app[SETTINGS]
     http = create_http_client(settings.upstream_max_connections)
@@ -52,7 +56,7 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     owner = OwnerBeacon(settings.database_url)
     service = GenerationService(
         settings=settings, pool=app[DB], redis=app[REDIS], keybank=app[KEYBANK], upstream=upstream,
-        storage=LocalStorage(settings.data_path / "audio"), voices=voices, metrics=app[METRICS],
+        storage=app[STORAGE], voices=voices, metrics=app[METRICS],
         rate_limiter=RateLimiter(app[REDIS], settings), owner=owner,
     )
     app[GENERATION] = service

@@ -9,6 +9,7 @@ from aiohttp import web
 from server.appkeys import SETTINGS
 from server.auth.service import authenticate, require_verified_email
 from server.generation.models import (
+    AudioLink,
     GenerationOut,
     GenerationPage,
     GenerationsCreated,
@@ -22,7 +23,8 @@ from server.generation.naming import content_disposition
 from server.generation.params import sfx_spec, voice_spec
 from server.generation import GENERATION
 from server.generation.service import GenerationResult, GenerationService, Outcome
-from server.storage import AudioNotFound
+from server.storage import ObjectNotFound
+from server.storage.http import serve_object
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import NotFound
 
@@ -100,7 +102,7 @@ async def get_generation(request: web.Request) -> web.Response:
 
 
 @api.get(
-    "/v1/generations/{id}/audio", summary="Download a generation's audio (Range supported, never charged)",
+    "/v1/generations/{id}/audio", summary="Download a generation's audio (Range and HEAD supported, never charged)",
     responses={"200": {"description": "The audio file", **_AUDIO},
                "206": {"description": "The requested byte range", **_AUDIO}},
 )
@@ -110,11 +112,26 @@ async def download_audio(request: web.Request) -> web.StreamResponse:
     item = await service.get(user.id, _generation_id(request))
     if item.storage_key is None:
         raise NotFound("This generation has no audio", code="generation_not_found")
-    path = service.storage.path(item.storage_key)
-    if not path.is_file():
-        raise NotFound("The audio of this generation is no longer stored", code="audio_gone")
-    # FileResponse answers Range / If-Range itself (206, 416) and streams with sendfile.
-    return web.FileResponse(path, headers=_file_headers(item))
+    return await _serve(request, item, _file_headers(item))
+
+
+@api.get(
+    "/v1/generations/{id}/audio-link", summary="Where to download a generation's audio: a presigned bucket URL "
+    "when the server stores audio in S3 (PRESIGN_TTL seconds), else the download URL", response=AudioLink,
+)
+async def audio_link(request: web.Request) -> web.Response:
+    user = await authenticate(request)
+    service = _service(request)
+    item = await service.get(user.id, _generation_id(request))
+    if item.storage_key is None:
+        raise NotFound("This generation has no audio", code="generation_not_found")
+    ttl = request.app[SETTINGS].presign_ttl
+    url = await service.storage.presign(item.storage_key, expires_in=ttl)
+    if url is None:
+        link = AudioLink(url=f"/v1/generations/{item.id}/audio", direct=False, expires_in=None)
+    else:
+        link = AudioLink(url=url, direct=True, expires_in=ttl)
+    return json_response(link, headers={"Cache-Control": "no-store"})
 
 
 @api.delete("/v1/generations/{id}", summary="Delete one of your generations and its audio", status=204)
@@ -184,8 +201,12 @@ async def _created(request: web.Request, outcome: Outcome, *, force_json: bool) 
     headers.update(_file_headers(item))
     if item.data is not None:
         return web.Response(body=item.data, headers=headers)
+    return await _serve(request, item, headers)
+
+
+async def _serve(request: web.Request, item: GenerationResult, headers: dict[str, str]) -> web.StreamResponse:
     try:
-        data = await _service(request).storage.read(item.storage_key or "")
-    except (AudioNotFound, FileNotFoundError):
+        return await serve_object(request, _service(request).storage, item.storage_key or "",
+                                  content_type=item.content_type, headers=headers)
+    except ObjectNotFound:
         raise NotFound("The audio of this generation is no longer stored", code="audio_gone") from None
-    return web.Response(body=data, headers=headers)

@@ -72,6 +72,13 @@ class GenerationOut(pydantic.BaseModel):
     created_at: datetime
 
 
+class AudioLink(pydantic.BaseModel):
+    url: str = pydantic.Field(description="Where to GET the audio: a presigned bucket URL (no Authorization "
+                                          "header; send none) or, when direct is false, this API's download URL")
+    direct: bool = pydantic.Field(description="true: a short-lived presigned URL to the bucket")
+    expires_in: int | None = pydantic.Field(description="seconds the presigned URL stays valid; null when not direct")
+
+
 class CreditsOut(pydantic.BaseModel):
     charged: int
     remaining: int | None = pydantic.Field(description="null on unlimited plans")

@@ -55,7 +55,7 @@ from server.keybank import KeyBank, Lease
 from server.outages import is_unavailable, retry_through_outage, unavailable
 from server.providers.elevenlabs import Upstream, UpstreamAudio
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage import BlobStorage
 from server.web.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, UpstreamError, ValidationFailed
 from server.web.metrics import Metrics
 
@@ -204,7 +204,7 @@ class GenerationService:
         redis: aioredis.Redis,
         keybank: KeyBank,
         upstream: Upstream,
-        storage: LocalStorage,
+        storage: BlobStorage,
         voices: VoiceCatalog,
         metrics: Metrics,
         rate_limiter: Any,

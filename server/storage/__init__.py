@@ -1,12 +1,66 @@
-"""Storage of generated audio behind one small interface (content addressed, validated keys)."""
+"""Storage of blobs (generated audio, panel packages) behind one small interface, content addressed.
 
+`setup(app)` opens the backend STORAGE_URL names at `app[STORAGE]`: a local folder (the default)
+or an S3-compatible bucket that every server shares. `serve_object` (server/storage/http.py)
+answers a download from it with Range support, streamed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+from urllib.parse import unquote, urlsplit
+
+from aiohttp import web
+
+from server.settings import Settings
 from server.storage.service import (
     AudioNotFound,
     AudioStorage,
+    BlobStorage,
     InvalidKey,
     LocalStorage,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageUnavailable,
     key_for,
     validate_key,
 )
 
-__all__ = ["AudioNotFound", "AudioStorage", "InvalidKey", "LocalStorage", "key_for", "validate_key"]
+__all__ = [
+    "STORAGE", "AudioNotFound", "AudioStorage", "BlobStorage", "InvalidKey", "LocalStorage", "ObjectInfo",
+    "ObjectNotFound", "StorageUnavailable", "key_for", "open_storage", "setup", "validate_key",
+]
+
+STORAGE = web.AppKey("storage", BlobStorage)
+
+
+def open_storage(settings: Settings) -> BlobStorage:
+    """The backend STORAGE_URL names: empty or file:// a folder, s3:// a bucket."""
+    url = settings.storage_url.strip()
+    if url.startswith("s3://"):
+        from server.storage.s3 import S3Storage
+
+        return S3Storage.from_url(
+            url, endpoint=settings.s3_endpoint, region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
+            timeout=settings.storage_timeout,
+        )
+    if url.startswith("file://"):
+        path = unquote(urlsplit(url).path)
+        if path:
+            return LocalStorage(Path(path))
+    return LocalStorage(settings.data_path / "audio")
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(storage_ctx)
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    from server.appkeys import SETTINGS
+
+    storage = open_storage(app[SETTINGS])
+    app[STORAGE] = storage
+    yield
+    await storage.aclose()

@@ -1,9 +1,14 @@
-"""Where generated audio files live: one small interface, a local-directory backend for now.
+"""Where blobs (generated audio, panel packages) live: one small interface, two backends.
 
-Files are content addressed: the key is the SHA-256 of the bytes plus an extension
-("3f9a...e1.wav"). Keys are validated against a strict pattern before they touch the file
-system, so no user-supplied string can become a path. Identical audio is stored once; callers
-that share a key (cache reuse) must only delete a file when no record refers to it any more.
+`LocalStorage` keeps files under a folder (one machine); `S3Storage` (server/storage/s3.py)
+keeps them in an S3-compatible bucket every server shares. `open_storage` picks one from
+STORAGE_URL.
+
+Blobs are content addressed: the key is the SHA-256 of the bytes plus an extension
+("3f9a...e1.wav"). Keys are validated against a strict pattern before they touch a file
+system or a bucket, so no user-supplied string can become a path. Identical content is stored
+once; callers that share a key (cache reuse) must only delete a blob when no record refers to
+it any more.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ import re
 import tempfile
 import time
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, AsyncIterator, Callable, Protocol, TypeVar, runtime_checkable
+
+from server.web.errors import ServiceUnavailable
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
 EXT_PATTERN = re.compile(r"[a-z0-9]{1,8}")
 _TEMP_PREFIX = ".tmp-"
+CHUNK = 256 * 1024  # streamed reads hand over this much at a time
 T = TypeVar("T")
 
 
@@ -30,7 +39,34 @@ class InvalidKey(ValueError):
 
 
 class AudioNotFound(FileNotFoundError):
-    """No stored file has this key (deleted, swept, or never stored)."""
+    """No stored blob has this key (deleted, swept, or never stored)."""
+
+
+ObjectNotFound = AudioNotFound  # the same error, by its general name
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The store did not answer (bucket unreachable, timed out, refused our credentials)."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            "File storage is unavailable right now; nothing was charged, try again shortly",
+            code="storage_unavailable", retry_after=5, details={"operation": operation},
+        )
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
+
+    @property
+    def etag(self) -> str:
+        """A strong validator that every backend and machine agrees on: the content hash."""
+        return f'"{self.key.split(".", 1)[0]}"'
 
 
 def validate_key(key: str) -> str:
@@ -48,15 +84,23 @@ def key_for(data: bytes, ext: str) -> str:
 
 
 @runtime_checkable
-class AudioStorage(Protocol):
+class BlobStorage(Protocol):
+    """What every backend offers. Reads stream: nothing here needs a whole blob in memory,
+    except `read`, for callers that need the bytes anyway."""
+
     async def put(self, data: bytes, ext: str) -> str: ...
-    async def open(self, key: str) -> IO[bytes]: ...
     async def read(self, key: str) -> bytes: ...
-    def path(self, key: str) -> Path: ...
     async def delete(self, key: str) -> bool: ...
     async def exists(self, key: str) -> bool: ...
     async def size(self, key: str) -> int: ...
+    async def stat(self, key: str) -> ObjectInfo: ...
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
     def iter_keys(self, *, older_than: float | None = None) -> AsyncIterator[str]: ...
+    async def presign(self, key: str, *, expires_in: float) -> str | None: ...
+    async def aclose(self) -> None: ...
+
+
+AudioStorage = BlobStorage  # the name callers used when audio was the only blob
 
 
 class LocalStorage:
@@ -101,6 +145,35 @@ class LocalStorage:
     async def size(self, key: str) -> int:
         path = self.path(key)
         return await self._run(self._size, path)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        path = self.path(key)
+        st = await self._run(self._stat, path)
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    async def stream(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end) in chunks, each read off the event loop."""
+        f = await self.open(key)
+        try:
+            await self._run(f.seek, start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = await self._run(f.read, CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
+
+    async def presign(self, key: str, *, expires_in: float) -> str | None:
+        """A local folder has no URL of its own: downloads stream through the server."""
+        validate_key(key)
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
     async def iter_keys(self, *, older_than: float | None = None) -> AsyncIterator[str]:
         """Every stored key, one fan-out directory at a time. `older_than` (seconds) skips files
@@ -157,8 +230,12 @@ class LocalStorage:
 
     @staticmethod
     def _size(path: Path) -> int:
+        return LocalStorage._stat(path).st_size
+
+    @staticmethod
+    def _stat(path: Path) -> os.stat_result:
         try:
-            return path.stat().st_size
+            return path.stat()
         except FileNotFoundError:
             raise AudioNotFound(path.name) from None
 
