@@ -213,9 +213,9 @@ async def test_a_keys_concurrency_cap_holds_across_two_server_processes(api, db,
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     logs = err.decode()
     assert [s for s in leaks.values if s in logs] == []
-    assert all(r[-1] == 200 for r in results), results
-    assert sum(503 in r for r in results[6:]) >= 1  # the second process really had to wait its turn
-    assert sum(503 in r for r in results[:6]) >= 1
+    # Nobody was turned away: requests beyond the cap waited in the shared line for their turn
+    # (tests/test_key_wait.py covers that line and what happens when the wait runs out).
+    assert results == [[200]] * 12, results
     key = sim.state.key(secret)
     assert key.peak_in_flight == 2
     assert key.rejected_concurrency == 0

@@ -615,18 +615,19 @@ class GenerationService:
 
     # --- upstream ----------------------------------------------------------------------------
 
-    async def _keybank_run(self, attempt: Callable[[Lease], Awaitable[T]], key_ids: set[int] | None) -> T:
+    async def _keybank_run(self, attempt: Callable[[Lease], Awaitable[T]], key_ids: set[int] | None, job: Job) -> T:
         per_attempt = self.settings.upstream_attempt_timeout
 
         async def bounded(lease: Lease) -> T:
             # The SDK's timeouts are per socket read; a key that trickles or hangs must not eat the
             # whole deadline, so each attempt has its own bound and the key bank moves on (TimeoutError).
-            async with asyncio.timeout(per_attempt):
+            # Time our own busy event loop took is not counted against the key (keybank/stalls.py).
+            async with self.keybank.attempt_timeout(per_attempt):
                 return await attempt(lease)
 
         return await self.keybank.run(
             PROVIDER, bounded, deadline=self.settings.upstream_deadline,
-            max_attempts=self.settings.upstream_max_attempts, key_ids=key_ids,
+            max_attempts=self.settings.upstream_max_attempts, key_ids=key_ids, queue_as=str(job.user_id),
         )
 
     async def _sound_effect(self, job: Job, take: Take) -> UpstreamAudio:
@@ -642,7 +643,7 @@ class GenerationService:
             take.log.record(lease, audio)
             return audio
 
-        return await self._keybank_run(attempt, None)
+        return await self._keybank_run(attempt, None, job)
 
     async def _speech(self, job: Job, take: Take) -> UpstreamAudio:
         """A long script becomes several requests, each told its neighbours' text so the joins
@@ -663,7 +664,7 @@ class GenerationService:
                 take.log.record(lease, audio)
                 return audio
 
-            parts.append(await self._keybank_run(attempt, job.key_ids))
+            parts.append(await self._keybank_run(attempt, job.key_ids, job))
         if len(parts) == 1:
             return parts[0]
         data = await self._in_executor(stitch_wavs, [part.data for part in parts])

@@ -45,10 +45,12 @@ async def keybank_ctx(app: web.Application) -> AsyncIterator[None]:
         # Not fatal: the server must start (and say so on /readyz) while Redis is away; the first
         # lease or the refresher's next round copies the keys to Redis.
         log.warning("provider keys not synced to Redis at startup", exc_info=True)
+    bank.stalls.start()  # measures our own event-loop stalls for the attempt timeouts
     # The flusher writes the quota used, counted in Redis by each success, to Postgres.
     async with periodic.running("keybank-refresher", refresh_tick(bank), lambda: refresh_round(bank)), \
             periodic.running("keybank-usage-flusher", bank.config.usage_flush_interval, bank.flush_usage):
         yield
+    await bank.stalls.stop()
     try:
         # Postgres current at shutdown; if this fails the amounts wait in Redis for another worker.
         async with asyncio.timeout(5):

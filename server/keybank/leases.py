@@ -30,9 +30,11 @@ import redis.exceptions
 from server.settings import Settings
 
 ACQUIRE = r"""
--- KEYS: 1 candidates hash, 2 quota hash, 3 synced marker
+-- KEYS: 1 candidates hash, 2 quota hash, 3 synced marker; with the fair wait (server/keybank/waiting.py)
+--       also 4 waiting line, 5 ticket expiries
 -- ARGV: 1 lease key prefix, 2 cooldown key prefix, 3 lease id, 4 lease ttl ms,
---       5 allowed ids ("," separated, "" = any), 6 excluded ids, 7 random number in [0, 1)
+--       5 allowed ids ("," separated, "" = any), 6 excluded ids, 7 random number in [0, 1),
+--       8 this request's ticket in the line ("" = none yet), 9 per-user line key prefix
 if redis.call('EXISTS', KEYS[3]) == 0 then
   return {-1}
 end
@@ -57,9 +59,11 @@ local cands = redis.call('HGETALL', KEYS[1])
 local eligible = {}
 local max_quota = 0
 local soonest = -1
+local considered = 0
 for i = 1, #cands, 2 do
   local id = cands[i]
   if (allowed == nil or allowed[id]) and not excluded[id] then
+    considered = considered + 1
     local cap, weight = string.match(cands[i + 1], '^(%d+) (%d+)$')
     cap = tonumber(cap)
     weight = tonumber(weight)
@@ -78,7 +82,26 @@ for i = 1, #cands, 2 do
   end
 end
 if #eligible == 0 then
-  return {0, soonest}
+  return {0, soonest, considered}
+end
+
+-- The fair wait: requests already in line go first. One in line may take a slot while fewer
+-- requests stand ahead of it than there are free slots; a newcomer counts as standing last.
+local ticket = ARGV[8] or ''
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)) do
+    redis.call('ZREM', KEYS[4], m)
+    redis.call('ZREM', KEYS[5], m)
+    redis.call('ZREM', ARGV[9] .. (string.match(m, '^%d+:([^:]*):') or ''), m)
+  end
+  local free = 0
+  for _, e in ipairs(eligible) do free = free + e.cap - e.busy end
+  local rank = false
+  if ticket ~= '' then rank = redis.call('ZRANK', KEYS[4], ticket) end
+  if not rank then rank = redis.call('ZCARD', KEYS[4]) end
+  if rank >= free then
+    return {2, rank, considered}
+  end
 end
 
 -- Score: weight x free share of the key's concurrency x its remaining quota relative to the
@@ -102,6 +125,11 @@ end
 local pick = best[math.floor(tonumber(ARGV[7]) * #best) + 1] or best[1]
 local lk = ARGV[1] .. pick.id
 redis.call('ZADD', lk, now + ttl, ARGV[3])
+if ticket ~= '' and KEYS[4] then
+  redis.call('ZREM', KEYS[4], ticket)
+  redis.call('ZREM', KEYS[5], ticket)
+  redis.call('ZREM', ARGV[9] .. (string.match(ticket, '^%d+:([^:]*):') or ''), ticket)
+end
 local pttl = redis.call('PTTL', lk)
 if pttl < ttl then redis.call('PEXPIRE', lk, ttl) end
 return {1, pick.id, pick.busy + 1, now + ttl}
@@ -225,10 +253,15 @@ class Granted:
 
 @dataclass(frozen=True)
 class Refused:
-    """No key could take the request; `cooldown_ms` is the soonest cooldown end, -1 if none is cooling."""
+    """No key could take the request; `cooldown_ms` is the soonest cooldown end, -1 if none is cooling.
+
+    `keys` counts the keys that were considered (allowed, not excluded): with none, waiting is
+    pointless. `behind` is set when a key was free but requests waiting longer come first."""
 
     cooldown_ms: int
     unsynced: bool = False
+    keys: int = 0
+    behind: int | None = None
 
 
 @dataclass(frozen=True)
@@ -290,12 +323,16 @@ class LeaseStore:
         ttl: float,
         allowed: Iterable[int] | None = None,
         excluded: Iterable[int] = (),
+        ticket: str = "",
     ) -> Granted | Refused:
+        """A slot on the best key. Requests waiting in the fair line (waiting.py) go first: this
+        one gets a slot only if fewer of them stand ahead of it (`ticket`: its place) than are free."""
         if self._unreleased:
             await self._release_unreleased()
         lease_id = uuid.uuid4().hex
         result = await self._acquire(
-            keys=[self.key("cand", provider), self.key("quota", provider), self.key("synced", provider)],
+            keys=[self.key("cand", provider), self.key("quota", provider), self.key("synced", provider),
+                  self.key("wait", provider), self.key("wait-exp", provider)],
             args=[
                 self.key("leases", ""),
                 self.key("cool", ""),
@@ -304,6 +341,8 @@ class LeaseStore:
                 "" if allowed is None else ",".join(str(int(i)) for i in allowed) or "none",
                 ",".join(str(int(i)) for i in excluded),
                 random.random(),
+                ticket,
+                self.key("wait-user", provider, ""),
             ],
         )
         status = int(result[0])
@@ -311,7 +350,9 @@ class LeaseStore:
             return Granted(key_id=int(result[1]), lease_id=lease_id, in_flight=int(result[2]), expires_at_ms=int(result[3]))
         if status == -1:
             return Refused(cooldown_ms=-1, unsynced=True)
-        return Refused(cooldown_ms=int(result[1]))
+        if status == 2:
+            return Refused(cooldown_ms=-1, keys=int(result[2]), behind=int(result[1]))
+        return Refused(cooldown_ms=int(result[1]), keys=int(result[2]))
 
     async def release(self, key_id: int, lease_id: str, *, succeeded: bool, provider: str = "", cost: int = 0) -> int:
         """Free the slot; a success also resets the backoff ladder and counts `cost` against the

@@ -25,6 +25,8 @@ from server.keybank import repo
 from server.keybank.crypto import KeyCipher, KeyDecryptError, Sealed
 from server.keybank.leases import CandidateRow, Granted, LeaseStore, Refused, RuntimeState
 from server.providers import REGISTRY, Failure, FailureKind, Provider, Providers, QuotaReading, safe_text
+from server.keybank.stalls import FairTimeout, LoopStalls
+from server.keybank.waiting import WaitLine, Waited
 from server.settings import Settings
 from server.web.errors import ApiError, BadRequest, Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationFailed
 from server.web.logs import REDACTOR
@@ -170,6 +172,8 @@ class KeyBank:
         self.settings = settings
         self.pool = pool
         self.leases = LeaseStore(redis, settings)
+        self.line = WaitLine(redis, settings)  # the fair wait for a busy key
+        self.stalls = LoopStalls()  # started by keybank_ctx in a serving process
         self.cipher = KeyCipher.from_settings(settings)
         self.providers = providers or Providers(settings)
         self._owns_providers = providers is None
@@ -329,6 +333,12 @@ class KeyBank:
             lease.key_id, lease.lease_id, succeeded=succeeded, provider=lease.provider, cost=lease.cost
         )
         self.metrics.keys_in_flight.labels(str(lease.key_id)).set(in_flight)
+        self.line.released()
+
+    def attempt_timeout(self, seconds: float) -> FairTimeout:
+        """A bound on one provider call that our own stalls (a busy event loop) do not eat into:
+        a timeout then really is the key's slowness, and only then does it cool the key down."""
+        return self.stalls.timeout(seconds)
 
     async def flush_usage(self) -> dict[int, int]:
         """Write the quota used since the last flush to Postgres; returns what was written.
@@ -357,8 +367,12 @@ class KeyBank:
         deadline: float,
         max_attempts: int,
         key_ids: set[int] | None = None,
+        queue_as: str | None = None,
     ) -> T:
         """Run `attempt` on leased keys until it succeeds, the request is wrong, or time/attempts run out.
+
+        When every key is busy the request waits in the fair line (waiting.py) as `queue_as` (an
+        account id) for up to KEY_WAIT_SECONDS; that wait does not count against `deadline`.
 
         Raises UpstreamUserError (the request is wrong; no retry), ServiceUnavailable
         (capacity_exhausted: no key can take it now) or UpstreamError (upstream_unavailable).
@@ -371,6 +385,8 @@ class KeyBank:
             async with scope:
                 while len(failures) < max(1, max_attempts):
                     lease = await self._lease(provider, ttl, key_ids, tried)
+                    if isinstance(lease, Refused):
+                        lease = await self._wait_in_line(provider, queue_as, ttl, key_ids, tried, lease, scope, failures)
                     if isinstance(lease, Refused):
                         if not failures:
                             raise await self._refusal(provider, lease, key_ids)
@@ -417,14 +433,49 @@ class KeyBank:
         await asyncio.shield(self._succeed(lease))
         return _Ok(value)
 
-    async def _lease(self, provider: str, ttl: float, key_ids: Iterable[int] | None, exclude: set[int]) -> Lease | Refused:
+    async def _wait_in_line(
+        self, provider: str, queue_as: str | None, ttl: float, key_ids: Iterable[int] | None, tried: set[int],
+        refused: Refused, scope: asyncio.Timeout, failures: list[Failure],
+    ) -> Lease | Refused:
+        """Wait for a slot (the deadline moves by the time waited); a 503 when the wait runs out."""
+        loop = asyncio.get_running_loop()
+        deadline = scope.when()
+        if deadline is not None:
+            scope.reschedule(deadline + self.settings.key_wait_seconds + 1)
+        started = loop.time()
+        account = (queue_as or "anonymous").replace(":", "_")
+        outcome = await self.line.wait(
+            provider, account, refused, lambda ticket: self._lease(provider, ttl, key_ids, tried, ticket=ticket),
+        )
+        if deadline is not None:
+            scope.reschedule(deadline + (loop.time() - started))
+        if not isinstance(outcome, Waited):
+            return outcome
+        if outcome.reason == "no_keys" or any(f.kind is not FailureKind.CONCURRENCY for f in failures):
+            return outcome.refused
+        self.metrics.upstream.labels(provider, "wait_" + outcome.reason).inc()
+        if outcome.reason == "per_user_cap":
+            raise ServiceUnavailable(
+                "Your account already has the most requests waiting for a free generator; try again shortly",
+                code="capacity_exhausted", retry_after=math.ceil(self.config.no_key_retry_after),
+                details={"reason": "too_many_waiting", "limit": self.settings.key_wait_per_user},
+            )
+        raise ServiceUnavailable(
+            f"All provider keys stayed busy for {outcome.seconds:.0f} seconds; try again shortly",
+            code="capacity_exhausted", retry_after=self._capacity_exhausted(outcome.refused).headers["Retry-After"],
+            details={"reason": "wait_timeout", "waited_seconds": round(outcome.seconds, 1)},
+        )
+
+    async def _lease(
+        self, provider: str, ttl: float, key_ids: Iterable[int] | None, exclude: set[int], *, ticket: str = "",
+    ) -> Lease | Refused:
         allowed = None if key_ids is None else {int(k) for k in key_ids}
         exclude = set(exclude)
         while True:
-            result = await self.leases.acquire(provider, ttl=ttl, allowed=allowed, excluded=exclude)
+            result = await self.leases.acquire(provider, ttl=ttl, allowed=allowed, excluded=exclude, ticket=ticket)
             if isinstance(result, Refused) and result.unsynced:
                 await self.sync(provider)  # Redis lost its copy (restart): rebuild it from Postgres
-                result = await self.leases.acquire(provider, ttl=ttl, allowed=allowed, excluded=exclude)
+                result = await self.leases.acquire(provider, ttl=ttl, allowed=allowed, excluded=exclude, ticket=ticket)
                 if isinstance(result, Refused) and result.unsynced:
                     return Refused(cooldown_ms=-1)
             if isinstance(result, Refused):
