@@ -164,6 +164,10 @@ async def test_a_waiting_request_whose_client_leaves_drops_out_of_the_line(api, 
                 break
             await asyncio.sleep(0.02)
         assert await in_line(bank) == 1
+        resp = await api.get("/v1/queue", headers=user.headers)  # what the panel polls to say it is waiting
+        assert await resp.json() == {"waiting": 1, "ahead": 0, "wait_limit_seconds": 10.0}
+        resp = await api.get("/v1/queue", headers=other.headers)
+        assert await resp.json() == {"waiting": 0, "ahead": None, "wait_limit_seconds": 10.0}
         leaving.cancel()  # the editor closed the panel
     for _ in range(100):
         if await in_line(bank) == 0:

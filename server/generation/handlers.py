@@ -14,6 +14,7 @@ from server.generation.models import (
     GenerationPage,
     GenerationsCreated,
     HistoryQuery,
+    QueueOut,
     SfxRequest,
     VoiceList,
     VoiceOut,
@@ -22,7 +23,7 @@ from server.generation.models import (
 from server.generation.naming import content_disposition
 from server.generation.params import sfx_spec, voice_spec
 from server.generation import GENERATION
-from server.generation.service import GenerationResult, GenerationService, Outcome
+from server.generation.service import PROVIDER, GenerationResult, GenerationService, Outcome
 from server.storage import ObjectNotFound
 from server.storage.http import serve_object
 from server.web.api import ApiRoutes, json_response
@@ -44,6 +45,13 @@ _CREATED_RESPONSES = {
             "X-Credits-Remaining": {"schema": {"type": "string"}, "description": "an integer, or `unlimited`"},
             "X-Audio-Duration": {"schema": {"type": "number"}},
         },
+    },
+    "503": {
+        "description": "`capacity_exhausted`: every provider key stayed busy for KEY_WAIT_SECONDS (the request "
+                       "waited in a fair line meanwhile; a panel shows \"waiting for a free generator\" when no "
+                       "answer came within ~3 s), or this account already has KEY_WAIT_PER_USER requests waiting; "
+                       "`storage_unavailable`: the audio store is unreachable. Nothing is charged; see Retry-After.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     },
 }
 _CREATED_RESPONSES["403"] = {"description": "email_not_verified: the account's address is not confirmed yet"}
@@ -84,6 +92,15 @@ async def list_voices(request: web.Request) -> web.Response:
     catalog = await _service(request).voices.get()
     voices = [VoiceOut.model_validate({k: v for k, v in voice.items() if k != "key_ids"}) for voice in catalog.voices]
     return json_response(VoiceList(voices=voices), headers={"Cache-Control": "private, max-age=60"})
+
+
+@api.get("/v1/queue", summary="Your requests waiting for a free generator (for the panel's waiting notice)",
+         response=QueueOut)
+async def queue(request: web.Request) -> web.Response:
+    user = await authenticate(request)
+    waiting, ahead = await _service(request).keybank.line.waiting(PROVIDER, str(user.id))
+    body = QueueOut(waiting=waiting, ahead=ahead, wait_limit_seconds=request.app[SETTINGS].key_wait_seconds)
+    return json_response(body, headers={"Cache-Control": "no-store"})
 
 
 @api.get("/v1/generations", summary="Your generations, newest first", query=HistoryQuery, response=GenerationPage)

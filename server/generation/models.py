@@ -79,6 +79,13 @@ class AudioLink(pydantic.BaseModel):
     expires_in: int | None = pydantic.Field(description="seconds the presigned URL stays valid; null when not direct")
 
 
+class QueueOut(pydantic.BaseModel):
+    waiting: int = pydantic.Field(description="your generation requests now waiting for a free generator")
+    ahead: int | None = pydantic.Field(description="requests of any account before your first waiting one; "
+                                                   "null when none of yours waits")
+    wait_limit_seconds: float = pydantic.Field(description="how long a request waits at most before 503")
+
+
 class CreditsOut(pydantic.BaseModel):
     charged: int
     remaining: int | None = pydantic.Field(description="null on unlimited plans")
