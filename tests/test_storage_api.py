@@ -61,7 +61,7 @@ async def test_audio_is_stored_in_the_bucket_and_downloads_in_ranges(api, db, ad
     user = await user_with(api, db, 20)
     generation_id, original = await make(api, user, "glass shatter")
     key = await db.fetchval("SELECT storage_key FROM generations WHERE id = $1", generation_id)
-    assert isinstance(service.storage, S3Storage)
+    assert isinstance(service.storage.backend, S3Storage)
     assert bucket_objects(s3_env) == [f"audio/{key[:2]}/{key[2:4]}/{key}"]
     before = await remaining(db, user.user_id)
     url = f"/v1/generations/{generation_id}/audio"
@@ -165,3 +165,32 @@ async def test_a_bucket_outage_during_a_generation_releases_the_hold_and_answers
     assert (await resp.json())["items"] == []
     view = (await outage.server.app[KEYBANK].list_keys())[0]
     assert view.cooldown_until is None and view.consecutive_failures == 0
+
+
+async def test_deletions_during_a_bucket_outage_are_carried_out_when_it_is_back(api, db, add_key, service, s3_env):
+    await add_key()
+    user = await sign_up(api)  # free: keeps audio 7 days
+    expired, _ = await make(api, user, "creaking floor")
+    await make(api, user, "owl hoot")
+    await db.execute("UPDATE generations SET created_at = now() - interval '8 days'")
+    storage = service.storage
+    working = storage.backend
+    storage.backend = S3Storage("down", endpoint=dead_endpoint(), access_key_id="k", secret_access_key="s", timeout=0.5)
+    try:
+        report = await retention.sweep(service)  # the rows are hidden, the bucket cannot be reached
+    finally:
+        await storage.backend.aclose()
+        storage.backend = working
+    assert (report.expired, report.files_deleted) == (2, 0)
+    assert len(bucket_objects(s3_env)) == 2
+    deferred = await db.fetch("SELECT key FROM storage_deletions ORDER BY key")
+    assert len(deferred) == 2
+
+    # Meanwhile the same owl hoot is generated again: that blob is in use and must stay.
+    again, data = await make(api, user, "owl hoot")
+    kept = await db.fetchval("SELECT storage_key FROM generations WHERE id = $1", again)
+    assert await storage.retry_deferred() == 1
+    assert bucket_objects(s3_env) == [f"audio/{kept[:2]}/{kept[2:4]}/{kept}"]
+    assert await db.fetchval("SELECT count(*) FROM storage_deletions") == 0
+    resp, body = await get(api, f"/v1/generations/{again}/audio", user)
+    assert resp.status == 200 and body == data

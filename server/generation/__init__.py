@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import AsyncIterator
 
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from server import periodic
 from server.appkeys import DB, METRICS, REDIS, SETTINGS
+from server.generation import repo
 from server.generation.service import GenerationService
 
 __all__ = ["GENERATION", "GenerationService", "setup"]
@@ -60,6 +62,8 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
         rate_limiter=RateLimiter(app[REDIS], settings), owner=owner,
     )
     app[GENERATION] = service
+    # A deletion deferred by a storage outage must spare audio that a new generation uses again.
+    app[STORAGE].references.append(functools.partial(repo.storage_key_in_use, service.pool))
     # Jitter spreads the workers so they do not all wake at once to contend for the sweep lock.
     interval = settings.retention_sweep_interval
     owner_task = asyncio.create_task(owner.run(), name="generation-owner")

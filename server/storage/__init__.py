@@ -1,7 +1,9 @@
 """Storage of blobs (generated audio, panel packages) behind one small interface, content addressed.
 
 `setup(app)` opens the backend STORAGE_URL names at `app[STORAGE]`: a local folder (the default)
-or an S3-compatible bucket that every server shares. `serve_object` (server/storage/http.py)
+or an S3-compatible bucket that every server shares; deletions the store cannot carry out during
+an outage are kept in Postgres and retried (deletions.py). Domains that keep blob keys add a
+reference check to `app[STORAGE].references` so a retried deletion spares a blob in use again. `serve_object` (server/storage/http.py)
 answers a download from it with Range support, streamed.
 """
 
@@ -14,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from aiohttp import web
 
 from server.settings import Settings
+from server.storage.deletions import DurableDeletes
 from server.storage.service import (
     AudioNotFound,
     AudioStorage,
@@ -28,11 +31,11 @@ from server.storage.service import (
 )
 
 __all__ = [
-    "STORAGE", "AudioNotFound", "AudioStorage", "BlobStorage", "InvalidKey", "LocalStorage", "ObjectInfo",
+    "STORAGE", "AudioNotFound", "AudioStorage", "BlobStorage", "DurableDeletes", "InvalidKey", "LocalStorage", "ObjectInfo",
     "ObjectNotFound", "StorageUnavailable", "key_for", "open_storage", "setup", "validate_key",
 ]
 
-STORAGE = web.AppKey("storage", BlobStorage)
+STORAGE = web.AppKey("storage", DurableDeletes)
 
 
 def open_storage(settings: Settings) -> BlobStorage:
@@ -58,9 +61,17 @@ def setup(app: web.Application) -> None:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server.appkeys import SETTINGS
+    import asyncio
+    import contextlib
 
-    storage = open_storage(app[SETTINGS])
+    from server.appkeys import DB, SETTINGS
+    from server.storage.deletions import run_retries
+
+    storage = DurableDeletes(open_storage(app[SETTINGS]), app[DB])
     app[STORAGE] = storage
+    retries = asyncio.create_task(run_retries(storage), name="storage-deferred-deletions")
     yield
+    retries.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await retries
     await storage.aclose()
