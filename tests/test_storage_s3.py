@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import pytest
+import aiohttp
 from aiohttp import web
 
 from server.settings import Settings
@@ -183,3 +184,31 @@ async def test_a_dead_endpoint_is_storage_unavailable_too(tmp_path):
             await storage.put(AUDIO, "wav")
     finally:
         await storage.aclose()
+
+
+async def test_a_download_the_store_breaks_off_ends_short_so_the_client_can_tell(aiohttp_client, tmp_path):
+    from server.storage.http import serve_object
+
+    class Flaky(LocalStorage):
+        async def stream(self, key, start=0, end=None):
+            first = True
+            async for chunk in super().stream(key, start, end):
+                if not first:
+                    raise StorageUnavailable("read")
+                first = False
+                yield chunk
+
+    storage = Flaky(tmp_path / "blobs")
+    blob = os.urandom(1_000_000)
+    key = await storage.put(blob, "wav")
+
+    async def download(request):
+        return await serve_object(request, storage, key, content_type="audio/wav")
+
+    app = web.Application()
+    app.router.add_get("/file", download)
+    client = await aiohttp_client(app)
+    resp = await client.get("/file")
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(blob)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()

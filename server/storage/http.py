@@ -7,6 +7,7 @@ memory: the requested bytes are passed on chunk by chunk as the store yields the
 
 from __future__ import annotations
 
+import logging
 import re
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import quote
@@ -14,9 +15,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from server.appkeys import REQUEST_ID
-from server.storage.service import BlobStorage, ObjectInfo
+from server.storage.service import BlobStorage, ObjectInfo, ObjectNotFound, StorageUnavailable
 from server.web.errors import ApiError
 from server.web.middleware import REQUEST_ID_HEADER
+
+log = logging.getLogger("server.storage")
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -73,8 +76,16 @@ async def serve_object(
     response.content_length = end - start
     await response.prepare(request)
     if request.method != "HEAD" and end > start:
-        async for chunk in storage.stream(key, start, end):
-            await response.write(chunk)
+        try:
+            async for chunk in storage.stream(key, start, end):
+                await response.write(chunk)
+        except (StorageUnavailable, ObjectNotFound) as exc:
+            # The status line is sent already: the only honest signal left is a short body. The
+            # connection is closed so the client sees it (Content-Length unmet) and may resume.
+            log.warning("download cut short by the store", extra={"key": key, "error": type(exc).__name__})
+            if request.transport is not None:
+                request.transport.close()
+            return response
     await response.write_eof()
     return response
 
