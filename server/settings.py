@@ -120,8 +120,8 @@ class Settings:
     # --- several machines: shared object storage and a fair wait for busy keys ---
     storage_url: str = env(
         "STORAGE_URL",
-        "where audio and panel packages are kept: empty or file:///path for a local folder (default DATA_DIR/audio), "
-        "s3://bucket/prefix for an S3-compatible bucket shared by every server",
+        "where audio and panel packages are kept (in audio/ and packages/ below it): empty for DATA_DIR, "
+        "file:///path for another local folder, s3://bucket/prefix for an S3-compatible bucket shared by every server",
         "",
     )
     s3_endpoint: str = env("S3_ENDPOINT", "S3 API endpoint URL (MinIO, R2, B2, Ceph); empty: AWS itself in S3_REGION", "")

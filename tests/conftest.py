@@ -184,7 +184,7 @@ def s3_env(s3_server: str) -> dict[str, str]:
     bucket = f"sfx-test-{uuid.uuid4().hex[:12]}"
     urllib.request.urlopen(urllib.request.Request(f"{s3_server}/{bucket}", method="PUT"), timeout=5).close()
     return {
-        "STORAGE_URL": f"s3://{bucket}/audio", "S3_ENDPOINT": s3_server, "S3_REGION": "us-east-1",
+        "STORAGE_URL": f"s3://{bucket}/sfx", "S3_ENDPOINT": s3_server, "S3_REGION": "us-east-1",
         "S3_ACCESS_KEY_ID": "testing-access-key", "S3_SECRET_ACCESS_KEY": "testing-secret-" + uuid.uuid4().hex,
         "STORAGE_TIMEOUT": "3",
     }

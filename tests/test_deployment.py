@@ -52,13 +52,13 @@ def test_the_compose_file_runs_two_app_containers_on_postgres_redis_and_a_minio_
         assert app["build"] == "."
         env = app["environment"]
         assert set(env) <= settings, set(env) - settings
-        assert env["STORAGE_URL"].startswith("s3://sfx-audio/")
+        assert env["STORAGE_URL"].startswith("s3://sfx-blobs/")
         assert env["S3_ENDPOINT"] == "http://minio:9000"
         assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
         assert env["REDIS_URL"] == "redis://redis:6379/0"
         assert env["TRUSTED_PROXIES"]
         assert set(app["depends_on"]) == {"postgres", "redis", "bucket"}
-    assert "sfx-audio" in " ".join(services["bucket"]["command"])
+    assert "sfx-blobs" in " ".join(services["bucket"]["command"])
     # No secret is written into the file: they come from .env.
     for value in services["app-1"]["environment"].values():
         assert "${" in value or "secret" not in value.lower()

@@ -62,7 +62,7 @@ async def test_audio_is_stored_in_the_bucket_and_downloads_in_ranges(api, db, ad
     generation_id, original = await make(api, user, "glass shatter")
     key = await db.fetchval("SELECT storage_key FROM generations WHERE id = $1", generation_id)
     assert isinstance(service.storage.backend, S3Storage)
-    assert bucket_objects(s3_env) == [f"audio/{key[:2]}/{key[2:4]}/{key}"]
+    assert bucket_objects(s3_env) == [f"sfx/audio/{key[:2]}/{key[2:4]}/{key}"]
     before = await remaining(db, user.user_id)
     url = f"/v1/generations/{generation_id}/audio"
 
@@ -88,10 +88,17 @@ async def test_audio_is_stored_in_the_bucket_and_downloads_in_ranges(api, db, ad
     resp, _ = await get(api, url, user, {"If-None-Match": f'"{key[:64]}"'})
     assert resp.status == 304
 
+    # A record whose blob vanished (deleted by hand, a lost bucket) is a JSON 404, not a 500.
+    async def gone_download():
+        resp, _ = await get(api, url, user)
+        return resp.status, (await resp.json())["error"]["code"]
+
     resp = await api.head(url, headers=user.headers)
     assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(original)
     assert await resp.read() == b""
     assert await remaining(db, user.user_id) == before  # downloads never cost anything
+    await service.storage.backend.delete(key)
+    assert await gone_download() == (404, "audio_gone")
 
 
 async def test_the_panel_can_fetch_audio_from_a_presigned_link_only_for_its_own_generation(api, db, add_key):
@@ -190,7 +197,7 @@ async def test_deletions_during_a_bucket_outage_are_carried_out_when_it_is_back(
     again, data = await make(api, user, "owl hoot")
     kept = await db.fetchval("SELECT storage_key FROM generations WHERE id = $1", again)
     assert await storage.retry_deferred() == 1
-    assert bucket_objects(s3_env) == [f"audio/{kept[:2]}/{kept[2:4]}/{kept}"]
+    assert bucket_objects(s3_env) == [f"sfx/audio/{kept[:2]}/{kept[2:4]}/{kept}"]
     assert await db.fetchval("SELECT count(*) FROM storage_deletions") == 0
     resp, body = await get(api, f"/v1/generations/{again}/audio", user)
     assert resp.status == 200 and body == data

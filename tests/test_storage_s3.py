@@ -54,18 +54,23 @@ def test_storage_url_chooses_the_backend(tmp_path, s3_env):
 
     default = open_storage(settings())
     assert isinstance(default, LocalStorage) and default.root == (tmp_path / "audio").resolve()
+    packages = open_storage(settings(), "packages")
+    assert isinstance(packages, LocalStorage) and packages.root == (tmp_path / "packages").resolve()
     elsewhere = open_storage(settings(STORAGE_URL=f"file://{tmp_path}/elsewhere"))
-    assert isinstance(elsewhere, LocalStorage) and elsewhere.root == (tmp_path / "elsewhere").resolve()
+    assert isinstance(elsewhere, LocalStorage) and elsewhere.root == (tmp_path / "elsewhere" / "audio").resolve()
     bucket = open_storage(settings(**s3_env))
-    assert isinstance(bucket, S3Storage) and bucket.prefix == "audio"
+    assert isinstance(bucket, S3Storage) and bucket.prefix == "sfx/audio"
+    assert open_storage(settings(**s3_env), "packages").prefix == "sfx/packages"
     with pytest.raises(ValueError, match="STORAGE_URL"):
         settings(STORAGE_URL="ftp://example/x")
+    with pytest.raises(ValueError, match="namespace"):
+        open_storage(settings(), "../up")
 
 
 async def test_put_stores_the_bytes_in_the_bucket_under_their_hash(s3, s3_env):
     key = await s3.put(AUDIO, "wav")
     assert key == hashlib.sha256(AUDIO).hexdigest() + ".wav"
-    assert bucket_objects(s3_env) == [f"audio/{key[:2]}/{key[2:4]}/{key}"]
+    assert bucket_objects(s3_env) == [f"sfx/audio/{key[:2]}/{key[2:4]}/{key}"]
     assert await s3.read(key) == AUDIO
     assert await s3.exists(key) and await s3.size(key) == len(AUDIO)
     info = await s3.stat(key)

@@ -18,8 +18,7 @@ from server.appkeys import DB, SETTINGS
 from server.auth import service as auth
 from server.auth import verification
 from server.mail import MAIL
-from server.storage import ObjectNotFound
-from server.storage.http import serve_object
+from server.storage.http import ObjectGone, serve_object
 from server.web.errors import ApiError
 
 log = logging.getLogger("portal.account")
@@ -95,7 +94,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
             request, storage, row["storage_key"], content_type=content_type,
             headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
         )
-    except ObjectNotFound:
+    except ObjectGone:
         raise web.HTTPNotFound() from None
 
 

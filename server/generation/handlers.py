@@ -24,8 +24,7 @@ from server.generation.naming import content_disposition
 from server.generation.params import sfx_spec, voice_spec
 from server.generation import GENERATION
 from server.generation.service import PROVIDER, GenerationResult, GenerationService, Outcome
-from server.storage import ObjectNotFound
-from server.storage.http import serve_object
+from server.storage.http import ObjectGone, serve_object
 from server.web.api import ApiRoutes, json_response
 from server.web.errors import NotFound
 
@@ -225,5 +224,5 @@ async def _serve(request: web.Request, item: GenerationResult, headers: dict[str
     try:
         return await serve_object(request, _service(request).storage, item.storage_key or "",
                                   content_type=item.content_type, headers=headers)
-    except ObjectNotFound:
+    except ObjectGone:
         raise NotFound("The audio of this generation is no longer stored", code="audio_gone") from None

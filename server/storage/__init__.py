@@ -9,6 +9,7 @@ answers a download from it with Range support, streamed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import AsyncIterator
 from urllib.parse import unquote, urlsplit
@@ -38,22 +39,25 @@ __all__ = [
 STORAGE = web.AppKey("storage", DurableDeletes)
 
 
-def open_storage(settings: Settings) -> BlobStorage:
-    """The backend STORAGE_URL names: empty or file:// a folder, s3:// a bucket."""
+def open_storage(settings: Settings, namespace: str = "audio") -> BlobStorage:
+    """The backend STORAGE_URL names, for one kind of blob: `namespace` is the folder (or key
+    prefix) under the storage root, "audio" for generated audio, "packages" for panel releases.
+    Empty STORAGE_URL: DATA_DIR/<namespace>; file:///root: /root/<namespace>; s3://bucket/prefix:
+    objects under prefix/<namespace>/ in the bucket."""
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", namespace):
+        raise ValueError("a storage namespace is a short lower-case name")
     url = settings.storage_url.strip()
     if url.startswith("s3://"):
         from server.storage.s3 import S3Storage
 
         return S3Storage.from_url(
-            url, endpoint=settings.s3_endpoint, region=settings.s3_region,
+            url.rstrip("/") + "/" + namespace, endpoint=settings.s3_endpoint, region=settings.s3_region,
             access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
             timeout=settings.storage_timeout,
         )
-    if url.startswith("file://"):
-        path = unquote(urlsplit(url).path)
-        if path:
-            return LocalStorage(Path(path))
-    return LocalStorage(settings.data_path / "audio")
+    if url.startswith("file://") and unquote(urlsplit(url).path).strip("/"):
+        return LocalStorage(Path(unquote(urlsplit(url).path)) / namespace)
+    return LocalStorage(settings.data_path / namespace)
 
 
 def setup(app: web.Application) -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from server.appkeys import REQUEST_ID
 from server.storage.service import BlobStorage, ObjectInfo, ObjectNotFound, StorageUnavailable
-from server.web.errors import ApiError
+from server.web.errors import ApiError, NotFound
 from server.web.middleware import REQUEST_ID_HEADER
 
 log = logging.getLogger("server.storage")
@@ -28,6 +28,12 @@ class RangeNotSatisfiable(ApiError):
     status, code = 416, "range_not_satisfiable"
 
 
+class ObjectGone(NotFound):
+    """The record names a blob the store no longer has (a 404, JSON like every API error)."""
+
+    code = "object_gone"
+
+
 async def serve_object(
     request: web.Request,
     storage: BlobStorage,
@@ -37,11 +43,14 @@ async def serve_object(
     filename: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Stream the blob `key` as the response. Raises ObjectNotFound before anything is sent when
-    the blob is gone (the caller words the 404), StorageUnavailable (503) when the store is down.
+    """Stream the blob `key` as the response. Raises ObjectGone (404) before anything is sent when
+    the blob is gone (callers may word their own 404), StorageUnavailable (503) when the store is down.
 
     Range and If-Range apply to GET and HEAD only; `headers` are added to the response (and win)."""
-    info = await storage.stat(key)
+    try:
+        info = await storage.stat(key)
+    except ObjectNotFound:
+        raise ObjectGone("The file is no longer stored") from None
     out = {
         "Content-Type": content_type,
         "Accept-Ranges": "bytes",
