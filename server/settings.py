@@ -131,7 +131,7 @@ class Settings:
     storage_timeout: float = env("STORAGE_TIMEOUT", "seconds one storage call may take, retries included, before it answers 503 storage_unavailable", 10.0, kind=float)
     presign_ttl: int = env("PRESIGN_TTL", "seconds a presigned S3 download link handed to the panel stays valid", 300, kind=int)
     key_wait_seconds: float = env("KEY_WAIT_SECONDS", "longest a request waits in line for a free provider key before 503 capacity_exhausted (0: refuse at once)", 10.0, kind=float)
-    key_wait_per_user: int = env("KEY_WAIT_PER_USER", "requests one account may have waiting in that line at once; more are refused at once", 10, kind=int)
+    key_wait_per_user: int = env("KEY_WAIT_PER_USER", "requests one account may have waiting in that line at once; more are refused at once", 20, kind=int)
 
     stripe_secret_key: str = env("STRIPE_SECRET_KEY", "Stripe secret API key", DEV_PLACEHOLDER, secret=True)
     stripe_webhook_secret: str = env("STRIPE_WEBHOOK_SECRET", "Stripe webhook signing secret", DEV_PLACEHOLDER, secret=True)

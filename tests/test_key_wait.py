@@ -205,3 +205,19 @@ async def test_our_own_stalled_event_loop_is_not_the_keys_timeout(api, db, add_k
     resp, _ = await post(api, "/v1/sfx", user, {"prompt": "slow key", "duration_seconds": 1})
     view = await bank.get_key(key_id)
     assert view.consecutive_failures == 1 and view.cooldown_until is not None
+
+
+@pytest.mark.parametrize("wait_env", [{"KEY_WAIT_SECONDS": "0"}])
+async def test_a_wait_of_zero_refuses_at_once_as_before(api, db, add_key, sim):
+    _, secret = await add_key("only", max_concurrency=1)
+    sim.state.inject(secret, "slow", delay=0.5)
+    user = await user_with(api, db, 50)
+    running = asyncio.create_task(post(api, "/v1/sfx", user, {"prompt": "first", "duration_seconds": 1}))
+    await asyncio.sleep(0.15)
+    started = time.monotonic()
+    resp, data = await post(api, "/v1/sfx", user, {"prompt": "second", "duration_seconds": 1})
+    assert time.monotonic() - started < 0.3
+    assert resp.status == 503 and json.loads(data)["error"]["code"] == "capacity_exhausted"
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert (await running)[0].status == 200
+    assert await remaining(db, user.user_id) == 49

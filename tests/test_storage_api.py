@@ -201,3 +201,20 @@ async def test_deletions_during_a_bucket_outage_are_carried_out_when_it_is_back(
     assert await db.fetchval("SELECT count(*) FROM storage_deletions") == 0
     resp, body = await get(api, f"/v1/generations/{again}/audio", user)
     assert resp.status == 200 and body == data
+
+
+async def test_with_audio_on_a_local_disk_the_link_is_the_download_itself(aiohttp_client, gen_settings, db, sim, leaks):
+    local = await aiohttp_client(create_app(gen_settings.replace(storage_url="")))
+    local.leaks = leaks
+    secret = leaks.key()
+    sim.state.add_key(secret, character_limit=1_000_000, max_concurrency=5)
+    from server.keybank import KEYBANK
+
+    await local.server.app[KEYBANK].add_key(provider="elevenlabs", label="k", secret=secret, max_concurrency=5)
+    user = await user_with(local, db, 20)
+    generation_id, original = await make(local, user, "kettle whistle")
+    resp, _ = await get(local, f"/v1/generations/{generation_id}/audio-link", user)
+    link = await resp.json()
+    assert link == {"url": f"/v1/generations/{generation_id}/audio", "direct": False, "expires_in": None}
+    resp, body = await get(local, link["url"], user)
+    assert resp.status == 200 and body == original

@@ -217,3 +217,30 @@ async def test_a_download_the_store_breaks_off_ends_short_so_the_client_can_tell
     assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(blob)
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
+
+
+@pytest.mark.parametrize("header, size, expected", [
+    ("bytes=0-9", 100, (0, 10)),
+    ("bytes=90-", 100, (90, 100)),
+    ("bytes=90-500", 100, (90, 100)),  # an end past the file is cut to it
+    ("bytes=-10", 100, (90, 100)),
+    ("bytes=-500", 100, (0, 100)),
+    ("bytes=100-", 100, False),  # starts past the end: 416
+    ("bytes=-0", 100, False),
+    ("bytes=5-1", 100, None),  # malformed: the whole file
+    ("bytes=0-1,5-9", 100, None),  # several ranges: the whole file (RFC 9110 allows it)
+    ("items=0-9", 100, None),
+    ("bytes=", 100, None),
+])
+def test_range_headers_are_read_as_rfc_9110_says(header, size, expected):
+    from server.storage.http import parse_range
+
+    assert parse_range(header, size) == expected
+
+
+def test_download_names_are_plain_ascii_with_the_exact_name_beside_it():
+    from server.storage.http import attachment
+
+    assert attachment("rain-1a2b.wav") == 'attachment; filename="rain-1a2b.wav"'
+    assert attachment('Café "loud".wav') == (
+        'attachment; filename="Caf_ _loud_.wav"; filename*=UTF-8\'\'Caf%C3%A9%20%22loud%22.wav')

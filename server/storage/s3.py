@@ -10,7 +10,6 @@ errors and 5xx inside it); past it the caller gets StorageUnavailable, a 503.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -187,11 +186,6 @@ class S3Storage:
         return await self._call("presign", obstore.sign_async(
             self.store, "GET", self.location(key), timedelta(seconds=max(1, int(expires_in))),
         ))
-
-    async def check(self) -> None:
-        """Raise StorageUnavailable unless the bucket answers (a missing object is an answer)."""
-        with contextlib.suppress(AudioNotFound):
-            await self._call("check", obstore.head_async(self.store, self.location("0" * 64 + ".probe")), "probe")
 
     async def aclose(self) -> None:
         # obstore runs its HTTP client on a Tokio runtime of its own. Dropping the store and
