@@ -152,18 +152,20 @@ async def test_a_waiting_request_whose_client_leaves_drops_out_of_the_line(api, 
     _, secret = await add_key("only", max_concurrency=1)
     sim.state.inject(secret, "slow", delay=1.0)
     user, other = await user_with(api, db, 50), await user_with(api, db, 50)
-    first = asyncio.create_task(post(api, "/v1/sfx", user, {"prompt": "running", "duration_seconds": 1}))
-    await asyncio.sleep(0.2)
+    first = asyncio.create_task(post(api, "/v1/sfx", other, {"prompt": "running", "duration_seconds": 1}))
+    for _ in range(200):  # until the first request holds the key
+        if sim.state.key(secret).in_flight == 1:
+            break
+        await asyncio.sleep(0.02)
     async with aiohttp.ClientSession() as session:
         leaving = asyncio.create_task(session.post(
             str(api.make_url("/v1/sfx")), json={"prompt": "impatient", "duration_seconds": 1},
             headers={**user.headers, "Idempotency-Key": "impatient"},
         ))
-        for _ in range(100):
+        for _ in range(200):
             if await in_line(bank) == 1:
                 break
             await asyncio.sleep(0.02)
-        assert await in_line(bank) == 1
         resp = await api.get("/v1/queue", headers=user.headers)  # what the panel polls to say it is waiting
         assert await resp.json() == {"waiting": 1, "ahead": 0, "wait_limit_seconds": 10.0}
         resp = await api.get("/v1/queue", headers=other.headers)
@@ -182,7 +184,8 @@ async def test_a_waiting_request_whose_client_leaves_drops_out_of_the_line(api, 
     row = await db.fetchrow("SELECT status, credits_charged FROM generations WHERE prompt = 'impatient'")
     assert (row["status"], row["credits_charged"]) == ("cancelled", 0)
     assert len(sim.calls(secret, "sound-generation")) == 2
-    assert await remaining(db, user.user_id) == 49
+    assert await remaining(db, user.user_id) == 50
+    assert await remaining(db, other.user_id) == 48
 
 
 @pytest.mark.parametrize("wait_env", [{"UPSTREAM_ATTEMPT_TIMEOUT": "0.5"}])

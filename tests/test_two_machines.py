@@ -149,7 +149,8 @@ async def test_two_machines_share_everything_but_their_disks(machines, test_env,
         assert (await credits.summary(db, alice["id"])).remaining == 19
 
         # --- the key bank: a key in trouble on one machine is avoided by the other -----------------
-        sim.state.inject(secrets_[0], "500")  # key-0 is broken from now on
+        # key-0 is overloaded from now on; the provider asks for 30 s of rest, longer than this test.
+        sim.state.inject(secrets_[0], "429_busy", retry_after=30)
         for n in range(10):  # until a request on A has met it (keys are chosen by score, ties at random)
             status, _, body = await sfx(session, a, alice, f"thunder clap {n}")
             assert status == 200, body  # the other key answered
