@@ -132,7 +132,7 @@ async def test_retention_and_account_deletion_remove_the_objects(api, db, add_ke
     assert (report.expired, report.files_deleted) == (1, 1)
     assert len(bucket_objects(s3_env)) == 2
 
-    removed = await delete_account(db, None, service.storage, leaving.user_id)
+    removed = await delete_account(db, None, service, leaving.user_id)
     assert removed == 2
     assert bucket_objects(s3_env) == []
 

@@ -102,11 +102,17 @@ async def machines(test_env, s3_env, sim, fake_stripe, tmp_path):
         assert codes == [0, 0], [m.log.read_text()[-3000:] for m in (a, b)]
 
 
-async def register(session, machine, email) -> dict:
-    async with session.post(machine.url + "/v1/auth/register",
+async def register(session, machine, email, db) -> dict:
+    """Sign up on `machine`, confirm the address (as the mailed link does), sign in there."""
+    from server.auth import verification
+
+    async with session.post(machine.url + "/v1/auth/register", json={"email": email, "password": PASSWORD}) as resp:
+        assert resp.status == 202, await resp.text()
+    await verification.mark_verified(db, await db.fetchval("SELECT id FROM users WHERE email = $1", email))
+    async with session.post(machine.url + "/v1/auth/login",
                             json={"email": email, "password": PASSWORD, "device_name": "suite"}) as resp:
         body = await resp.json()
-        assert resp.status == 201, body
+        assert resp.status == 200, body
         return {"id": body["user"]["id"], "headers": {"Authorization": f"Bearer {body['access_token']}"}}
 
 
@@ -130,7 +136,7 @@ async def test_two_machines_share_everything_but_their_disks(machines, test_env,
 
     async with aiohttp.ClientSession() as session:
         # --- generation on one machine, history and audio on the other ---------------------------
-        alice = await register(session, a, "alice-two-machines@example.com")
+        alice = await register(session, a, "alice-two-machines@example.com", db)
         leaks.values.append(alice["headers"]["Authorization"].split()[1])
         status, headers, original = await sfx(session, a, alice, "rain on a tin roof")
         assert status == 200, original
@@ -168,7 +174,7 @@ async def test_two_machines_share_everything_but_their_disks(machines, test_env,
         sim.state.clear_faults(secrets_[0])
 
         # --- rate limits are counted for all machines together -------------------------------------
-        bob = await register(session, b, "bob-two-machines@example.com")  # free: 10 requests a minute
+        bob = await register(session, b, "bob-two-machines@example.com", db)  # free: 10 requests a minute
         statuses = []
         for n in range(12):
             status, _, _ = await sfx(session, (a, b)[n % 2], bob, f"click {n}")

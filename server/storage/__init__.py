@@ -65,17 +65,12 @@ def setup(app: web.Application) -> None:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    import asyncio
-    import contextlib
-
+    from server import periodic
     from server.appkeys import DB, SETTINGS
-    from server.storage.deletions import run_retries
+    from server.storage.deletions import RETRY_INTERVAL
 
     storage = DurableDeletes(open_storage(app[SETTINGS]), app[DB])
     app[STORAGE] = storage
-    retries = asyncio.create_task(run_retries(storage), name="storage-deferred-deletions")
-    yield
-    retries.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await retries
+    async with periodic.running("storage-deferred-deletions", RETRY_INTERVAL, storage.retry_deferred, jitter=(0.5, 1.0)):
+        yield
     await storage.aclose()

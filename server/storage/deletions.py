@@ -10,9 +10,7 @@ may be generated anew). Domains that keep blob keys register a reference check f
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from typing import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -100,14 +98,3 @@ class DurableDeletes:
     def __getattr__(self, name: str):
         # What only one backend has (LocalStorage.path and .root, S3Storage.bucket), for tests and tools.
         return getattr(self.backend, name)
-
-
-async def run_retries(storage: DurableDeletes, *, interval: float = RETRY_INTERVAL) -> None:
-    while True:
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        try:
-            await storage.retry_deferred()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("deferred blob deletions failed; will retry")
