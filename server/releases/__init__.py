@@ -18,16 +18,17 @@ from server.appkeys import DB, PANEL_FLOOR, REDIS, SETTINGS
 from server.releases.manifest import Release
 from server.releases.service import RELEASES, Actor, ReleaseService
 from server.settings import Settings
-from server.storage import LocalStorage
+from server.storage import BlobStorage, open_storage
 
 log = logging.getLogger("server.releases")
 
 __all__ = ["RELEASES", "Actor", "Release", "ReleaseService", "package_storage", "setup"]
 
 
-def package_storage(settings: Settings) -> LocalStorage:
-    """Packages are content addressed like audio, in their own folder (never swept by audio retention)."""
-    return LocalStorage(settings.data_path / "packages")
+def package_storage(settings: Settings) -> BlobStorage:
+    """Packages are content addressed like audio, under packages/ of the store STORAGE_URL names
+    (DATA_DIR/packages by default, the shared bucket on several machines; never swept by audio retention)."""
+    return open_storage(settings, "packages")
 
 
 def setup(app: web.Application) -> None:
@@ -55,3 +56,4 @@ async def releases_ctx(app: web.Application) -> AsyncIterator[None]:
     upkeep.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await upkeep
+    await service.storage.aclose()

@@ -52,10 +52,11 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound() from None
     if release.yanked_at is not None:
         raise web.HTTPGone()
-    response = await serve_object(request, service.storage, release.storage_key,
-                                  content_type=release.content_type, filename=release.filename)
     range_header = request.headers.get("Range", "")
     # A resumed download (Range past byte 0) is the same download, counted once; HEAD is no download.
-    if request.method == "GET" and not range_header or range_header.replace(" ", "").startswith("bytes=0-"):
+    # Counted before the bytes go out: serve_object streams, so the client has the whole file by the
+    # time it returns.
+    if request.method == "GET" and (not range_header or range_header.replace(" ", "").startswith("bytes=0-")):
         await service.count_download(release)
-    return response
+    return await serve_object(request, service.storage, release.storage_key,
+                              content_type=release.content_type, filename=release.filename)

@@ -78,6 +78,7 @@ class ReleaseService:
         finally:
             await redis.aclose()
             await pool.close()
+            await storage.aclose()
 
     # --- reading (from memory: no database round trip per request) -----------------------------
 
