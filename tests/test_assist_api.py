@@ -132,6 +132,24 @@ async def test_providers_are_tried_in_the_configured_order_and_a_failing_one_fal
     assert data["usage"]["credits_charged"] == credits_for(usage)
 
 
+async def test_a_busy_pool_lines_the_request_up_as_its_own_account(api, db, bank, add_llm_key, llm, monkeypatch):
+    # The fair wait caps each account's waiting requests; an assist call must count against its
+    # own account's share, not a shared anonymous one that every editor's ideas would fight over.
+    await add_llm_key("openai")
+    user = await user_with(api, db, 100)
+    lined_up_as = []
+    run = bank.run
+
+    async def recording_run(*args, **kwargs):
+        lined_up_as.append(kwargs.get("queue_as"))
+        return await run(*args, **kwargs)
+
+    monkeypatch.setattr(bank, "run", recording_run)
+    resp, data = await ask(api, "/v1/assist/sfx-prompt", user, {"idea": "door"})
+    assert resp.status == 200, data
+    assert lined_up_as == [str(user.user_id)]
+
+
 async def test_a_provider_without_an_active_key_is_skipped(api, db, bank, add_llm_key, llm):
     openai_id, _ = await add_llm_key("openai")
     await bank.disable(openai_id)

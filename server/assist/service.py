@@ -136,7 +136,8 @@ class AssistService:
         tracker = Tracker()
         try:
             await repo.set_hold(self.pool, row["id"], hold.id, hold.amount)
-            reply, parsed = await self._watched(self._ask(feature, template, data, reply_model, tracker), client_gone)
+            reply, parsed = await self._watched(
+                self._ask(feature, template, data, reply_model, tracker, queue_as=str(user_id)), client_gone)
         except BaseException as exc:
             await self._shielded(self._fail(row["id"], hold.id, exc, tracker, started))
             raise
@@ -168,7 +169,7 @@ class AssistService:
 
     async def _ask(
         self, feature: str, template: PromptTemplate, data: dict[str, Any], reply_model: type[pydantic.BaseModel],
-        tracker: Tracker,
+        tracker: Tracker, *, queue_as: str,
     ) -> tuple[LlmReply, pydantic.BaseModel]:
         """Each configured route in order until one answers with a valid reply."""
         loop = asyncio.get_running_loop()
@@ -197,6 +198,7 @@ class AssistService:
             try:
                 return await self.keybank.run(
                     route.provider, attempt, deadline=left, max_attempts=self.settings.upstream_max_attempts,
+                    queue_as=queue_as,  # busy keys: wait in the fair line as this account, not as everyone
                 )
             except (ServiceUnavailable, NoActiveKey, UpstreamError, UpstreamUserError) as exc:
                 failures.append(exc)
