@@ -30,6 +30,7 @@ from helpers import sign_up
 from server.app import create_app
 from server.credits import service as credits
 from server.keybank import KEYBANK
+from server.releases.devbuild import pin_dev_keys
 from server.settings import Settings
 from server.simulator import SimulatorState, create_simulator_app
 
@@ -68,6 +69,14 @@ async def stack(aiohttp_server, aiohttp_client, test_env, tmp_path) -> Stack:
     settings = Settings.from_env({**test_env, "ELEVENLABS_BASE_URL": str(sim_server.make_url("")).rstrip("/"),
                                   "UPSTREAM_DEADLINE": "8"})
     app = create_app(settings)
+    # The panel trusts this server's update manifests, as a dev build published by ./scripts/dev does:
+    # its core/update-keys.js pins the server's public keys (written by the same code as the dev build's).
+    pinned = tmp_path / "pinned-keys"
+    pin_dev_keys(pinned, settings)
+    async def pinned_keys(request):
+        return web.FileResponse(pinned / "core" / "update-keys.js")
+
+    app.router.add_get("/panel/core/update-keys.js", pinned_keys)
     app.router.add_static("/panel/", PANEL)
     # The UXP plugin folder is laid out once the server's origin (its network permission) is known.
     uxp_stage = tmp_path / "uxp-plugin"
@@ -218,6 +227,7 @@ def stage_uxp(stack: Stack) -> dict:
         result = subprocess.run([str(BUILD_UXP), "--stage", str(stack.uxp_stage), "--server", stack.url],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
+        pin_dev_keys(stack.uxp_stage, stack.settings)
     return json.loads(manifest.read_text())
 
 

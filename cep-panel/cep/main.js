@@ -43,10 +43,30 @@
     return opts;
   }
 
+  /**
+   * An update staged by the installer (no UPIA) is swapped in before the UI mounts; the page then
+   * reloads from the swapped folder. True when it did (the caller stops: the reload starts over).
+   */
+  function applyPendingUpdate(installer) {
+    if (!installer || typeof installer.applyPending !== "function") return false;
+    try {
+      var result = installer.applyPending();
+      if (result && result.swapped) {
+        window.location.reload();
+        return true;
+      }
+    } catch (e) {
+      /* a failed swap keeps the running version; the next start tries again */
+    }
+    return false;
+  }
+
   function boot() {
     var inCep = !!(window.__adobe_cep__ && window.CSInterface);
     var cs = inCep ? new window.CSInterface() : null;
     var req = SFX.Files.nodeRequire();
+    var updates = updateOptions(cs, req);
+    if (applyPendingUpdate(updates.installer)) return;
     var node = req ? { fs: req("fs"), path: req("path") } : null;
     var backend = cs && node ? SFX.CepStorage.backend(node, cs.getSystemPath("userData"), window.localStorage) : browserBackend();
     if (cs && cs.registerKeyEventsInterest) cs.registerKeyEventsInterest(JSON.stringify(KEYS));
@@ -59,7 +79,7 @@
         files: SFX.Files.fromNode({ documents: cs ? cs.getSystemPath("myDocuments") : "" }),
         player: SFX.CepPlayer,
         deviceName: SFX.Files.hostname(),
-        updateOptions: updateOptions(cs, req),
+        updateOptions: updates,
       });
     });
   }

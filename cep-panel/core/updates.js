@@ -288,7 +288,8 @@
     var signatureHeader;
 
     return opts
-      .fetch(url, { headers: headers })
+      // Revalidate (ETag) rather than trust a cached copy: a new mandatory release must reach panels.
+      .fetch(url, { headers: headers, cache: "no-cache" })
       .then(function (resp) {
         if (!resp.ok) throw new UpdateError("http_" + resp.status, "The update server answered " + resp.status);
         signatureHeader = resp.headers.get(SIGNATURE_HEADER);

@@ -12,6 +12,7 @@
   var SFX = window.SFX;
   var D = SFX.Dom;
   var $ = D.$;
+  var UPDATE_CHECK_MS = 4 * 3600 * 1000;
   var VIEWS = ["Notices", "Account", "SignIn", "SfxForm", "VoiceForm", "Generate", "Results", "History", "Settings", "UpdateOffer"];
 
   function start(shell) {
@@ -98,6 +99,11 @@
       });
     }
     bindKeys(ctx);
+
+    // Panels stay open for days: look for updates every few hours too, not only at start.
+    setInterval(function () {
+      if (state.get("view")) ctx.checkUpdates(false);
+    }, UPDATE_CHECK_MS);
 
     // A sleeping laptop or a dropped network: check again when the panel comes back.
     D.on(window, "online", function () {

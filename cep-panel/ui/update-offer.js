@@ -9,6 +9,20 @@
   var D = SFX.Dom;
   var $ = D.$;
 
+  var ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " " };
+  /** The notes' HTML as plain text: tags dropped, entities read (the server escapes what notes quote). */
+  function notesText(html) {
+    return String(html || "")
+      .replace(/<[^>]*>/g, " ")
+      .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, function (all, name) {
+        if (name.charAt(0) !== "#") return ENTITIES[name.toLowerCase()] || all;
+        var code = name.charAt(1).toLowerCase() === "x" ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
+        return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : all;
+      })
+      .replace(/\s+/g, " ")
+      .trim();
+  }
+
   SFX.Views.UpdateOffer = {
     mount: function (ctx) {
       var state = ctx.state;
@@ -47,7 +61,7 @@
         $("update-title").textContent = "SFX Studio " + (offer.version || "update") + (offer.mandatory ? " is required" : " is available");
         $("update-size").textContent = offer.size ? " · " + SFX.Format.bytes(offer.size) : "";
         // Release notes come signed from our own update manifest; shown as text, never as markup.
-        $("update-notes").textContent = String(offer.notes_html || "").replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+        $("update-notes").textContent = notesText(offer.notes_html);
         var message = offer.error || (offer.progress !== undefined ? "Downloading… " + Math.round(offer.progress * 100) + "%" : "");
         if (!message && offer.mandatory) message = offer.outdated ? "This panel is too old for the server. Install the update to keep generating." : "This update is required: Generate is off until it is installed.";
         $("update-message").textContent = message;
