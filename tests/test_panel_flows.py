@@ -6,13 +6,19 @@ shown while a generation waits for a free generator."""
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from playwright.async_api import expect
 
 # The fixtures are imported so pytest finds them here.
 from panel_support import browser, editor, open_panel, shot, stack  # noqa: F401
+from helpers import DEFAULT_PASSWORD, unique_email
 from releases_support import ccx, zxp
+from server.appkeys import DB
+from server.auth import verification
+from server.credits import service as credits
 from server.releases import RELEASES, Actor
 
 SHELLS = ["cep", "uxp"]
@@ -101,3 +107,72 @@ async def test_a_newer_signed_release_is_offered_and_a_mandatory_one_turns_gener
     await expect(page.locator("#sfx-generate")).to_have_attribute("title", "Install the update to keep generating")
     await shot(page, f"panel-{shell}-update-mandatory.png")
 
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_low_credits_show_a_banner_with_the_top_up_link_and_takes_are_labelled(stack, db, open_panel, shell):
+    user = await editor(stack, db, 10)
+    panel = await open_panel(shell=shell)
+    page = panel.page
+    await panel.sign_in(stack, user)
+    await expect(page.locator("#acct-credits")).to_have_text("10 credits")
+    await expect(page.locator("#banner")).to_be_hidden()
+
+    # Three takes of 30 s (3 credits each) leave 1 of 10: below 20%.
+    await panel.describe("Rain on a tin roof", 30)
+    await page.select_option("#sfx-variations", "3")
+    await page.click("#sfx-generate")
+    await expect(page.locator("#sfx-results .result[data-ready=true]")).to_have_count(3)
+    await expect(page.locator("#sfx-results .result-sub")).to_have_text(
+        [f"30.0 s · 3 credits · take {n} of 3" for n in (1, 2, 3)])
+    banner = page.locator("#banner")
+    await expect(banner).to_have_attribute("data-kind", "low")
+    await expect(page.locator("#banner-text")).to_have_text("Only 1 credit left this period (90% used).")
+
+    # Dismissed, it comes back when the panel next asks GET /v1/me (here: back online); its button
+    # opens the top-up page.
+    await page.click("#banner-close")
+    await expect(banner).to_be_hidden()
+    async with page.expect_response("**/v1/me"):
+        await page.evaluate("window.dispatchEvent(new Event('online'))")
+    await expect(page.locator("#banner-text")).to_have_text("Only 1 credit left this period (90% used).")
+    await page.click("#banner-action")
+    assert await page.evaluate("window.__sfxHarness.opened") == [stack.settings.topup_link]
+
+    # History names each take of the request, not a bare index.
+    await page.click("#tab-btn-history")
+    await expect(page.locator("#history-list .history-sub")).to_have_count(3)
+    subs = await page.locator("#history-list .history-sub").all_text_contents()
+    assert sorted(s.split(" · ")[0] for s in subs) == ["take 1 of 3", "take 2 of 3", "take 3 of 3"]
+    await shot(page, f"panel-{shell}-low-credits.png")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_an_unconfirmed_email_says_what_to_do_and_generating_works_once_it_is_confirmed(stack, db, open_panel, shell):
+    email = unique_email()
+    assert (await stack.client.post("/v1/auth/register", json={"email": email, "password": DEFAULT_PASSWORD})).status == 202
+    user_id = await db.fetchval("SELECT id FROM users WHERE email = $1", email)
+    now = await db.fetchval("SELECT now()")
+    await credits.set_plan(db, user_id, "pro")
+    await credits.grant_period(db, user_id, now - timedelta(days=1), now + timedelta(days=29), 10, key=f"unverified:{user_id}")
+    panel = await open_panel(shell=shell)
+    page = panel.page
+    await panel.sign_in(stack, SimpleNamespace(email=email, password=DEFAULT_PASSWORD))
+
+    # GET /v1/me says the address is not confirmed yet: the panel says where the link went.
+    banner = page.locator("#banner")
+    await expect(banner).to_have_attribute("data-kind", "verify")
+    await expect(page.locator("#banner-text")).to_have_text(
+        f"Verify your email: we sent a link to {email}. Open it, then come back here.")
+    # Generating anyway: the server's 403 email_not_verified, shown the same way; nothing is charged.
+    await panel.describe("Footsteps on gravel", 2)
+    await page.click("#sfx-generate")
+    await expect(page.locator("#banner-text")).to_have_text(
+        f"Verify your email: we sent a link to {email}. Open it, then try again.")
+    assert (await credits.summary(db, user_id)).remaining == 10
+
+    # The editor follows the link, then presses Try again: the same request now goes through.
+    await verification.mark_verified(stack.app[DB], user_id)
+    await page.click("#banner-action")
+    await expect(page.locator("#sfx-results .result[data-ready=true]")).to_have_count(1)
+    await expect(banner).to_be_hidden()
+    assert (await credits.summary(db, user_id)).remaining == 9

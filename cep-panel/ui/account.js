@@ -70,13 +70,43 @@
           state.set({ emptyPrompt: false });
           ctx.hideBanner("upgrade");
         }
+        if (!empty) lowCredits(c);
+        verifyEmail(me);
         $("settings-user").textContent = me.user ? me.user.email : "";
+      }
+
+      /** Below 20% of the period's credits: a banner with the way to more (a credit pack, else a larger plan). */
+      function lowCredits(c) {
+        var kind = $("banner").getAttribute("data-kind");
+        if (!c.low) return hideBanner("low");
+        if (kind && kind !== "low") return; // an error or a wait says more right now
+        var text = "Only " + F.plural(c.remaining || 0, "credit") + " left this period" + (c.used_percent !== null && c.used_percent !== undefined ? " (" + Math.round(c.used_percent) + "% used)." : ".");
+        ctx.banner("low", text, c.topup_url ? "Top up" : "Upgrade", function () {
+          ctx.host.openURL(c.topup_url || upgradeUrl());
+        });
+      }
+
+      /** Generation waits for a confirmed address: say where the link went and check again on request. */
+      function verifyEmail(me) {
+        if (!me.user || me.user.email_verified !== false) return hideBanner("verify");
+        ctx.banner("verify", "Verify your email: we sent a link to " + me.user.email + ". Open it, then come back here.", "I've verified", refreshAccount);
+      }
+      function hideBanner(kind) {
+        if ($("banner").getAttribute("data-kind") === kind) ctx.hideBanner(kind);
       }
 
       function setCredits(remaining) {
         var me = state.get("me");
         if (!me || remaining === undefined || remaining === null) return;
-        state.set({ me: Object.assign({}, me, { credits: Object.assign({}, me.credits, { remaining: remaining }) }) });
+        // Spending moves credits from remaining to used; "low" is judged as the server judges it.
+        var c = me.credits || {};
+        var total = (c.remaining || 0) + (c.used || 0) + (c.reserved || 0);
+        var used = (c.used || 0) + Math.max(0, (c.remaining || 0) - remaining);
+        var patch = { remaining: remaining, used: used, low: !c.unlimited && total > 0 && remaining * 5 < total };
+        if (c.allowance && !c.unlimited) patch.used_percent = Math.round((1000 * used) / c.allowance) / 10;
+        // Only a confirmed address is charged, so a charge also settles the email question.
+        var user = Object.assign({}, me.user, { email_verified: true });
+        state.set({ me: Object.assign({}, me, { user: user, credits: Object.assign({}, c, patch) }) });
       }
 
       function costText(cost) {

@@ -115,7 +115,9 @@
         SFX.Icons.set(node.querySelector(".kind"), item.kind === "voice" ? "voice" : "wave");
         node.querySelector(".history-title").textContent = item.prompt || item.text || item.filename || "Untitled";
         node.querySelector(".history-title").title = item.prompt || item.text || "";
-        node.querySelector(".history-sub").textContent = [F.seconds(duration), F.plural(Number(item.credits) || 0, "credit"), F.dateTime(item.created_at)].join(" · ");
+        var sub = [F.seconds(duration), F.plural(Number(item.credits) || 0, "credit"), F.dateTime(item.created_at)];
+        if (item.take_label) sub.unshift(item.take_label); // "take 2 of 3": which of one request's takes
+        node.querySelector(".history-sub").textContent = sub.join(" · ");
         D.on(node, "click", function (event) {
           var button = event.target.closest("button[data-act]");
           if (!button) return;

@@ -93,7 +93,7 @@
         }
         if (code === "email_not_verified") {
           var email = details.email || (state.get("me") && state.get("me").user && state.get("me").user.email) || "your email address";
-          return banner("error", "Verify your email: we sent a link to " + email + ". Open it, then try again.", retry ? "Try again" : "", retry);
+          return banner("verify", "Verify your email: we sent a link to " + email + ". Open it, then try again.", retry ? "Try again" : "", retry);
         }
         if (error && error.status === 402) {
           if (details.upgrade_url) state.set({ upgradeUrl: details.upgrade_url });

@@ -74,7 +74,8 @@
         node.querySelector(".result-name").textContent = saved.path ? F.basename(saved.path) : gen.filename || "sound.wav";
         node.querySelector(".result-name").title = saved.path || "";
         var sub = [F.seconds(duration), F.plural(Number(gen.credits) || 0, "credit")];
-        if (body.variations > 1 && gen.variation !== undefined) sub.push("variation " + (Number(gen.variation) + 1));
+        if (gen.take_label) sub.push(gen.take_label);
+        else if (body.variations > 1 && gen.variation !== undefined) sub.push("take " + (Number(gen.variation) + 1) + " of " + body.variations);
         node.querySelector(".result-sub").textContent = sub.join(" · ");
         var insertBtn = node.querySelector("[data-act=insert]");
         insertBtn.querySelector(".label").textContent = targetLabel(at);
