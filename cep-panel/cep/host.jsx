@@ -329,6 +329,7 @@ var SFXHost = (function () {
       name: seq.name,
       playhead: seq.getPlayerPosition().seconds,
       frameRate: Math.round((1 / spf) * 1000) / 1000,
+      duration: seq.end ? parseFloat(seq.end) / TICKS_PER_SECOND : null,
       audioTracks: tracks
     };
   }

@@ -274,6 +274,14 @@
   };
 
   /**
+   * POST /v1/assist/{feature} (sfx-prompt, spot, voice-script): LLM help, charged by tokens used. The
+   * key makes a retry answer from the stored result, uncharged.
+   */
+  Client.prototype.assist = function (feature, body, idempotencyKey, signal) {
+    return this.json("POST", "/v1/assist/" + feature, { body: body, signal: signal, headers: { "Idempotency-Key": idempotencyKey } });
+  };
+
+  /**
    * Audio bytes of a generation (a download_url or an id); downloading again never charges.
    * onProgress(received, total) follows the download when the runtime can stream the body.
    */

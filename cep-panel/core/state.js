@@ -21,6 +21,7 @@
       voices: null, // GET /v1/voices (list) once loaded
       sequence: null, // the host's last context.sequence ({frameRate, playhead, audioTracks, ...})
       busy: null, // {kind, phase: "generating" | "downloading" | "saving", started, received, total}
+      spotting: false, // cues from markers are being generated (ui/spot.js)
       waitUntil: 0, // Retry-After deadline (ms) during which Generate stays disabled
       offline: false,
       // A marker picked on the SFX form: it applies to inserts of results made from that form only.
@@ -75,7 +76,7 @@
   /** Generate is allowed only when nothing blocks it; the reason is shown to the editor. */
   function generateBlock(values) {
     if (values.update && values.update.mandatory) return "update";
-    if (values.busy) return "busy";
+    if (values.busy || values.spotting) return "busy";
     if (values.waitUntil > Date.now()) return "wait";
     var c = (values.me && values.me.credits) || null;
     if (c && !c.unlimited && (c.remaining || 0) <= 0) return "credits";

@@ -179,7 +179,7 @@ for (const [name, make] of Object.entries(ADAPTERS)) {
   it("getContext reports project, sequence, playhead, frame rate and audio tracks", async () => {
     const p = make({
       project: { name: "Doc.prproj", path: "/Volumes/Media/Doc.prproj" },
-      sequence: { name: "Cut 3", fps: 23.976, playhead: 42.5, tracks: [{ name: "Dialogue" }, { locked: true, clips: [[0, 1]] }] },
+      sequence: { name: "Cut 3", fps: 23.976, playhead: 42.5, duration: 600, tracks: [{ name: "Dialogue" }, { locked: true, clips: [[0, 1]] }] },
     });
     const lockedA2 = p.host.info().lockedTracksKnown ? true : null;
     assert.deepEqual(await p.host.getContext(), {
@@ -189,6 +189,7 @@ for (const [name, make] of Object.entries(ADAPTERS)) {
         name: "Cut 3",
         playhead: 42.5,
         frameRate: 23.976,
+        duration: 600,
         audioTracks: [
           { index: 0, name: "Dialogue", locked: p.host.info().lockedTracksKnown ? false : null, clips: 0 },
           { index: 1, name: "A2", locked: lockedA2, clips: 1 },

@@ -202,6 +202,7 @@ test("getContext reports project, sequence, playhead, frame rate and audio track
         name: "Cut 3",
         playhead: 42.5,
         frameRate: 23.976,
+        duration: 1, // Sequence.end: where its last clip ends
         audioTracks: [
           { index: 0, name: "Dialogue", locked: false, clips: 0 },
           { index: 1, name: "A2", locked: true, clips: 1 },

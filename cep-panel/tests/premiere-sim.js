@@ -111,8 +111,9 @@ class MarkerCollection {
 }
 
 class Sequence {
-  constructor(project, { name = "Main edit", fps = 25, playhead = 0, tracks = [{}, {}, {}], markers = [] }) {
+  constructor(project, { name = "Main edit", fps = 25, playhead = 0, tracks = [{}, {}, {}], markers = [], duration = 0 }) {
     this._project = project;
+    this._duration = duration;
     this.name = name;
     this.sequenceID = "seq-" + name.replace(/\W+/g, "-").toLowerCase();
     this.timebase = String(TICKS_PER_SECOND / fps);
@@ -124,6 +125,12 @@ class Sequence {
   }
   getPlayerPosition() {
     return new Time(this.playhead);
+  }
+  /** Like Premiere: the end of the last clip (or the length the test gave), in ticks, as a string. */
+  get end() {
+    let seconds = this._duration;
+    for (const t of this._tracks) for (const c of t._clips) seconds = Math.max(seconds, c.end.seconds);
+    return String(Math.round(seconds * TICKS_PER_SECOND));
   }
   track(index) {
     return this._tracks[index];

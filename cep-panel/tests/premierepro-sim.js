@@ -134,6 +134,7 @@
       this.guid = { toString: function () { return "seq-" + seq.name.replace(/\W+/g, "-").toLowerCase(); } };
       this._fps = spec.fps || 25;
       this.playhead = spec.playhead || 0;
+      this._duration = spec.duration || 0;
       this.ignoreOverwrite = false;
       this._tracks = (spec.tracks || [{}, {}, {}]).map(function (t, i) { return new Track(seq, i, t); });
       this._markers = (spec.markers || []).map(function (m, i) {
@@ -141,6 +142,12 @@
       });
     }
     Sequence.prototype.getPlayerPosition = function () { return Promise.resolve(TickTimeStatic.createWithSeconds(this.playhead)); };
+    /** The end of the last clip, or the length the test gave. */
+    Sequence.prototype.getEndTime = function () {
+      var end = this._duration;
+      this._tracks.forEach(function (t) { t._clips.forEach(function (c) { end = Math.max(end, c._end); }); });
+      return Promise.resolve(TickTimeStatic.createWithSeconds(end));
+    };
     Sequence.prototype.getAudioTrackCount = function () { return Promise.resolve(this._tracks.length); };
     Sequence.prototype.getAudioTrack = function (i) {
       var t = this._tracks[i];

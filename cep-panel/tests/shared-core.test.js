@@ -24,6 +24,7 @@ test("Generate is blocked by a mandatory update, a running generation, a Retry-A
   assert.equal(State.generateBlock({ ...base, me: { credits: { remaining: 0, unlimited: true } } }), "");
   assert.equal(State.generateBlock({ ...base, waitUntil: Date.now() + 5000 }), "wait");
   assert.equal(State.generateBlock({ ...base, busy: { kind: "sfx" } }), "busy");
+  assert.equal(State.generateBlock({ ...base, spotting: true }), "busy");
   assert.equal(State.generateBlock({ ...base, update: { version: "2.0.0", mandatory: false } }), "");
   assert.equal(State.generateBlock({ ...base, update: { version: "2.0.0", mandatory: true } }), "update");
 });

@@ -158,7 +158,7 @@
         updateCosts();
       });
       state.subscribe(["pricing"], updateCosts);
-      state.subscribe(["busy", "waitUntil", "update"], updateButtons);
+      state.subscribe(["busy", "spotting", "waitUntil", "update"], updateButtons);
       D.on($("acct-upgrade"), "click", openUpgrade);
 
       ctx.refreshAccount = refreshAccount;

@@ -13,7 +13,7 @@
   var D = SFX.Dom;
   var $ = D.$;
   var UPDATE_CHECK_MS = 4 * 3600 * 1000;
-  var VIEWS = ["Notices", "Account", "SignIn", "SfxForm", "VoiceForm", "Generate", "Results", "History", "Settings", "UpdateOffer"];
+  var VIEWS = ["Notices", "Account", "SignIn", "SfxForm", "VoiceForm", "Generate", "Results", "History", "Settings", "UpdateOffer", "Assist", "Spot"];
 
   function start(shell) {
     SFX.Markup.render(document.body);

@@ -50,12 +50,35 @@
     );
   }
 
+  /** Spotting: cues proposed for the sequence's markers, to untick or edit, then generated and placed. */
+  function spot() {
+    return (
+      '<section class="spot stack" id="spot" hidden><div class="row"><strong>Cues from markers</strong><span class="spacer"></span>' +
+      '<button type="button" class="icon-btn small" id="spot-close" aria-label="Close spotting">' + icon("close") + "</button></div>" +
+      '<p class="dim small" id="spot-status" aria-live="polite"></p><ul class="spot-list" id="spot-list"></ul>' +
+      '<div class="generate"><div class="cost" id="spot-cost" aria-live="polite"></div><button type="button" class="btn primary" id="spot-generate" disabled>Generate cues</button></div>' +
+      progress("spot") + "</section>"
+    );
+  }
+
+  function spotCue() {
+    return (
+      '<li class="spot-cue"><label class="check"><input type="checkbox" class="cue-on" checked /><span class="cue-time"></span></label>' +
+      '<textarea class="cue-prompt" rows="2" maxlength="450" aria-label="Cue prompt"></textarea>' +
+      '<div class="row small"><label class="inline">Length <input type="number" class="cue-duration" min="0.5" max="30" step="0.5" /> s</label>' +
+      '<label class="check"><input type="checkbox" class="cue-loop" /> Loop</label><span class="spacer"></span><span class="cue-cost dim"></span></div>' +
+      '<p class="cue-note dim small"></p><p class="cue-status small" aria-live="polite"></p></li>'
+    );
+  }
+
   function sfxTab() {
     return (
       '<section class="tab" id="tab-sfx" role="tabpanel"><form id="sfx-form" class="stack gen-form" novalidate>' +
       '<div class="field"><div class="field-head"><label for="sfx-prompt">Describe the sound</label>' +
-      '<select id="sfx-marker" class="mini-select" title="Use a sequence marker\'s text and time"><option value="">From marker…</option></select></div>' +
+      '<select id="sfx-marker" class="mini-select" title="Use a sequence marker\'s text and time"><option value="">From marker…</option></select>' +
+      '<button type="button" class="link-btn" id="sfx-enhance" title="Three richer prompts from your idea">Enhance</button></div>' +
       '<textarea id="sfx-prompt" rows="3" maxlength="1000" placeholder="Heavy wooden door slams shut in a stone hallway" spellcheck="true"></textarea>' +
+      '<div class="enhance" id="sfx-enhance-box" hidden><p class="dim small" id="sfx-enhance-status" aria-live="polite"></p><ul class="enhance-list" id="sfx-enhance-list"></ul></div>' +
       '<div class="marker-chip" id="sfx-marker-chip" hidden><span id="sfx-marker-text"></span>' +
       '<button type="button" class="icon-btn small" id="sfx-marker-clear" aria-label="Place at the playhead instead">' + icon("close") + "</button></div></div>" +
       '<div class="field"><div class="field-head"><label for="sfx-duration">Duration</label><span class="value" id="sfx-duration-out">5.0 s</span>' +
@@ -67,7 +90,8 @@
       '<label class="inline" for="sfx-variations">Variations</label><select id="sfx-variations"><option value="1">1</option><option value="2">2</option><option value="3">3</option><option value="4">4</option></select></div>' +
       '<div class="generate"><div class="cost" id="sfx-cost" aria-live="polite"></div><button type="submit" class="btn primary" id="sfx-generate" title="Enter">Generate</button></div>' +
       progress("sfx") +
-      '</form><div class="results" id="sfx-results"></div></section>'
+      '<button type="button" class="btn wide" id="spot-open" title="Proposed sound cues for the sequence\'s markers">Spot from markers</button>' +
+      '</form>' + spot() + '<div class="results" id="sfx-results"></div></section>'
     );
   }
 
@@ -77,8 +101,10 @@
       '<div class="field"><div class="field-head"><label for="voice-voice">Voice</label></div><div class="row">' +
       '<select id="voice-voice" class="grow"><option value="">Loading voices…</option></select>' +
       '<button type="button" class="icon-btn" id="voice-preview" title="Preview this voice" aria-label="Preview this voice">' + icon("play") + "</button></div></div>" +
-      '<div class="field"><div class="field-head"><label for="voice-text">Script</label><span class="value" id="voice-count">0 / 500</span></div>' +
-      '<textarea id="voice-text" rows="5" placeholder="Every great film begins with a single sound." spellcheck="true"></textarea></div>' +
+      '<div class="field"><div class="field-head"><label for="voice-text">Script</label><span class="value" id="voice-count">0 / 500</span>' +
+      '<button type="button" class="link-btn" id="voice-tidy" title="Tidy the script for reading aloud and estimate its length">Tidy</button></div>' +
+      '<textarea id="voice-text" rows="5" placeholder="Every great film begins with a single sound." spellcheck="true"></textarea>' +
+      '<p class="dim small" id="voice-tidy-notes" aria-live="polite" hidden></p></div>' +
       '<div class="more"><button type="button" class="link-btn disclosure" id="voice-more-toggle" aria-expanded="false">Model and voice settings</button>' +
       '<div class="stack" id="voice-more" hidden><label class="field"><span>Model</span><select id="voice-model">' +
       '<option value="eleven_multilingual_v2">Multilingual v2 (best quality)</option><option value="eleven_turbo_v2_5">Turbo v2.5 (fast)</option><option value="eleven_flash_v2_5">Flash v2.5 (fastest)</option></select></label>' +
@@ -186,6 +212,9 @@
     },
     historyItem: function () {
       return element(historyItem());
+    },
+    spotCue: function () {
+      return element(spotCue());
     },
   };
 });

@@ -192,6 +192,7 @@
           name: seq.name,
           playhead: (await seq.getPlayerPosition()).seconds,
           frameRate: await frameRate(seq),
+          duration: (await seq.getEndTime()).seconds,
           audioTracks: tracks,
         };
       }

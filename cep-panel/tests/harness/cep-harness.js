@@ -28,7 +28,7 @@
     keyInterest: null,
     context: config.context || {
       project: { name: "Film.prproj", path: (config.home || "/tmp") + "/Projects/Film/Film.prproj" },
-      sequence: { id: "seq-1", name: "Main edit", playhead: 12.5, frameRate: 25, audioTracks: [{ index: 0, name: "A1", locked: false, clips: 1 }, { index: 1, name: "A2", locked: false, clips: 0 }] },
+      sequence: { id: "seq-1", name: "Main edit", playhead: 12.5, frameRate: 25, duration: 120, audioTracks: [{ index: 0, name: "A1", locked: false, clips: 1 }, { index: 1, name: "A2", locked: false, clips: 0 }] },
     },
     markers: config.markers || [],
     /** What the host answers for a call: a test may set replies[name] to an envelope or a function. */

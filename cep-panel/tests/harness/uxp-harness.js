@@ -29,7 +29,7 @@
   }
   var world = window.PremiereproSim.create({
     project: { name: "Film.prproj", path: home + "/Projects/Film/Film.prproj" },
-    sequence: { name: "Main edit", fps: 25, playhead: 12.5, tracks: [{ name: "A1", clips: [[0, 60]] }, {}, {}, {}], markers: markers },
+    sequence: { name: "Main edit", fps: 25, playhead: 12.5, duration: 120, tracks: [{ name: "A1", clips: [[0, 60]] }, {}, {}, {}], markers: markers },
     exists: function (path) {
       return stat(path).then(function (r) {
         return !r.error && r.isFile;
