@@ -138,7 +138,7 @@
       this.ignoreOverwrite = false;
       this._tracks = (spec.tracks || [{}, {}, {}]).map(function (t, i) { return new Track(seq, i, t); });
       this._markers = (spec.markers || []).map(function (m, i) {
-        return { start: m[0], name: m[1], comments: m[2], guid: "marker-" + i };
+        return { start: m[0], name: m[1], comments: m[2], duration: m[3] || 0, guid: "marker-" + i };
       });
     }
     Sequence.prototype.getPlayerPosition = function () { return Promise.resolve(TickTimeStatic.createWithSeconds(this.playhead)); };
@@ -293,7 +293,7 @@
                 return {
                   guid: m.guid,
                   getStart: function () { return TickTimeStatic.createWithSeconds(m.start); },
-                  getDuration: function () { return TickTimeStatic.TIME_ZERO; },
+                  getDuration: function () { return m.duration ? TickTimeStatic.createWithSeconds(m.duration) : TickTimeStatic.TIME_ZERO; },
                   getName: function () { return m.name || ""; },
                   getComments: function () { return m.comments || ""; },
                 };

@@ -22,7 +22,7 @@
   delete window.Audio;
 
   var markers = (config.markers || []).map(function (m) {
-    return [m.time, m.name, m.comments];
+    return [m.time, m.name, m.comments, m.end > m.time ? m.end - m.time : 0];
   });
   function stat(path) {
     return window.__sfxFs("stat", { path: native(path) });
