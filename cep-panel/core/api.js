@@ -260,6 +260,10 @@
     }
     return this.json("GET", "/v1/generations" + (query.length ? "?" + query.join("&") : ""));
   };
+  /** GET /v1/queue: how many of this account's requests wait for a free generator, and how many are ahead. */
+  Client.prototype.queue = function () {
+    return this.json("GET", "/v1/queue");
+  };
   Client.prototype.deleteGeneration = function (id) {
     return this.json("DELETE", "/v1/generations/" + encodeURIComponent(id));
   };

@@ -11,6 +11,9 @@
   var F = SFX.Format;
   // Past the server's own upstream deadline a request is treated as lost (and retried with its key).
   var CLIENT_TIMEOUT_MS = 180000;
+  // A generation normally answers within two seconds; longer, and it may be waiting for a free generator.
+  var WAIT_NOTICE_MS = 3000;
+  var QUEUE_POLL_MS = 2000;
 
   SFX.Views.Generate = {
     mount: function (ctx) {
@@ -35,11 +38,17 @@
           bar.classList.add("determinate");
           bar.style.width = pct + "%";
           text.textContent = "Downloading " + pct + "%";
+        } else if (busy.phase === "generating" && busy.waiting) {
+          bar.classList.remove("determinate");
+          bar.style.width = "";
+          var ahead = busy.waiting.ahead ? " · " + busy.waiting.ahead + " ahead" : "";
+          text.textContent = "Waiting for a free generator… " + secs + " s" + ahead;
         } else {
           bar.classList.remove("determinate");
           bar.style.width = "";
           text.textContent = (busy.phase === "saving" ? "Saving" : busy.phase === "downloading" ? "Downloading" : "Generating") + "… " + secs + " s";
         }
+        $(busy.kind + "-progress").setAttribute("data-waiting", String(!!(busy.phase === "generating" && busy.waiting)));
       }
 
       function patchBusy(patch) {
@@ -50,7 +59,13 @@
       function setBusy(kind, ctrl) {
         controller = ctrl;
         state.set({ busy: { kind: kind, phase: "generating", started: Date.now(), received: 0, total: 0, timedOut: false } });
+        var asked = 0;
         timer = setInterval(function () {
+          var busy = state.get("busy");
+          if (busy && busy.phase === "generating" && Date.now() - busy.started >= WAIT_NOTICE_MS && Date.now() - asked >= QUEUE_POLL_MS) {
+            asked = Date.now();
+            askQueue(ctrl);
+          }
           renderProgress(state.values);
         }, 500);
         deadline = setTimeout(function () {
@@ -59,6 +74,22 @@
             ctrl.abort();
           }
         }, CLIENT_TIMEOUT_MS);
+      }
+
+      /**
+       * No answer yet: the server may be holding the request until a generator frees up, and says so
+       * (GET /v1/queue). When it cannot say (an older server, or the question failed), three seconds
+       * without an answer are taken as waiting, the usual reason for them.
+       */
+      function askQueue(ctrl) {
+        ctx.api.queue().then(
+          function (q) {
+            if (controller === ctrl) patchBusy({ waiting: q.waiting > 0 ? { ahead: q.ahead || 0 } : null });
+          },
+          function () {
+            if (controller === ctrl) patchBusy({ waiting: { ahead: 0 } });
+          }
+        );
       }
 
       function clearBusy() {
