@@ -1,5 +1,5 @@
-"""What the panel's browser tests share: the real server with the ElevenLabs simulator behind it, an
-editor with credits, and the panel opened in headless Chromium inside one of two shells:
+"""What the panel's browser tests share: the real server with the ElevenLabs and LLM simulators behind
+it (an ElevenLabs and an OpenAI key banked), an editor with credits, and the panel opened in headless Chromium inside one of two shells:
 
 - "cep": the CEP page (cep-panel/index.html) with a harness that plays Premiere's CEP side
   (CSInterface's native bridge, window.cep, Node-like fs/path/os writing real files);
@@ -33,6 +33,7 @@ from server.keybank import KEYBANK
 from server.releases.devbuild import pin_dev_keys
 from server.settings import Settings
 from server.simulator import SimulatorState, create_simulator_app
+from server.simulator.llm import LlmSimulatorState, base_urls, create_llm_simulator_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PANEL = ROOT / "cep-panel"
@@ -60,14 +61,18 @@ class Stack:
     client: object
     app: web.Application
     uxp_stage: Path
+    llm: LlmSimulatorState
 
 
 @pytest.fixture
 async def stack(aiohttp_server, aiohttp_client, test_env, tmp_path) -> Stack:
     sim = SimulatorState()
     sim_server = await aiohttp_server(create_simulator_app(sim))
+    llm = LlmSimulatorState()
+    llm_urls = base_urls(str((await aiohttp_server(create_llm_simulator_app(llm))).make_url("")).rstrip("/"))
     settings = Settings.from_env({**test_env, "ELEVENLABS_BASE_URL": str(sim_server.make_url("")).rstrip("/"),
-                                  "UPSTREAM_DEADLINE": "8"})
+                                  "UPSTREAM_DEADLINE": "8", "OPENAI_BASE_URL": llm_urls["openai_base_url"],
+                                  "ASSIST_ROUTES": "default=openai:gpt-4.1-mini", "ASSIST_DEADLINE": "8"})
     app = create_app(settings)
     # The panel trusts this server's update manifests, as a dev build published by ./scripts/dev does:
     # its core/update-keys.js pins the server's public keys (written by the same code as the dev build's).
@@ -87,8 +92,11 @@ async def stack(aiohttp_server, aiohttp_client, test_env, tmp_path) -> Stack:
     secret = "sk_" + secrets.token_hex(24)
     sim.add_key(secret)
     await app[KEYBANK].add_key(provider="elevenlabs", label="panel-e2e", secret=secret, max_concurrency=5)
+    llm_secret = "sk-" + secrets.token_hex(24)
+    llm.add_key("openai", llm_secret)
+    await app[KEYBANK].add_key(provider="openai", label="panel-llm", secret=llm_secret, max_concurrency=4)
     client = await aiohttp_client(server)
-    return Stack(str(server.make_url("")).rstrip("/"), server, sim, secret, settings, client, app, uxp_stage)
+    return Stack(str(server.make_url("")).rstrip("/"), server, sim, secret, settings, client, app, uxp_stage, llm)
 
 
 async def editor(stack: Stack, db, credits_: int, plan: str = "pro"):

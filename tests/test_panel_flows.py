@@ -6,6 +6,7 @@ shown while a generation waits for a free generator."""
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -13,12 +14,13 @@ import pytest
 from playwright.async_api import expect
 
 # The fixtures are imported so pytest finds them here.
-from panel_support import browser, editor, open_panel, shot, stack  # noqa: F401
+from panel_support import browser, decode_call, editor, open_panel, remaining, settled, shot, stack  # noqa: F401
 from helpers import DEFAULT_PASSWORD, unique_email
 from releases_support import ccx, zxp
 from server.appkeys import DB
 from server.auth import verification
 from server.credits import service as credits
+from server.keybank import KEYBANK
 from server.releases import RELEASES, Actor
 
 SHELLS = ["cep", "uxp"]
@@ -176,3 +178,104 @@ async def test_an_unconfirmed_email_says_what_to_do_and_generating_works_once_it
     await expect(page.locator("#sfx-results .result[data-ready=true]")).to_have_count(1)
     await expect(banner).to_be_hidden()
     assert (await credits.summary(db, user_id)).remaining == 9
+
+
+MARKERS = [{"time": 5.0, "end": 5.0, "name": "Door", "comments": "Wooden door creaks open"},
+           {"time": 20.0, "end": 23.0, "name": "Rain", "comments": "Rain on the window"},
+           {"time": 40.0, "end": 40.0, "name": "Car", "comments": "Car passes by"}]
+
+
+async def placed_at(panel) -> list[float]:
+    """Start times of the clips the panel placed: on the simulated timeline (UXP), or asked of host.jsx (CEP)."""
+    if panel.shell == "uxp":
+        starts = []
+        for track in range(1, 4):  # A1 holds the sequence's own clip
+            starts += [c[0] for c in await panel.page.evaluate(f"window.__sfxHarness.clips({track})")]
+        return sorted(starts)
+    return sorted(decode_call(c["script"])[1]["time"] for c in await panel.calls("importAndPlace"))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_enhance_a_prompt_spot_cues_from_markers_and_tidy_a_script(stack, db, open_panel, shell):
+    user = await editor(stack, db, 30)
+    panel = await open_panel(shell=shell, markers=MARKERS)
+    page = panel.page
+    await panel.sign_in(stack, user)
+
+    # Enhance: three prompts from a short idea; picking one fills the whole form.
+    await page.fill("#sfx-prompt", "door")
+    await page.click("#sfx-enhance")
+    options = page.locator("#sfx-enhance-list .enhance-option")
+    await expect(options).to_have_count(3)
+    await expect(options.nth(2).locator("small")).to_have_text("10.0 s · loop · influence 30%")
+    await options.nth(2).click()
+    await expect(page.locator("#sfx-prompt")).to_have_value("continuous door ambience, even texture, seamless loop")
+    await expect(page.locator("#sfx-duration-out")).to_have_text("10.0 s")
+    await expect(page.locator("#sfx-influence-out")).to_have_text("30%")
+    assert await page.locator("#sfx-loop").is_checked()
+    await expect(page.locator("#sfx-enhance-box")).to_be_hidden()
+
+    # Spot: one cue per marker, each with its cost; the editor unticks one and edits another.
+    await page.click("#spot-open")
+    cues = page.locator("#spot-list .spot-cue")
+    await expect(cues).to_have_count(3)
+    await expect(cues.locator(".cue-time")).to_have_text(["00:00:05:00", "00:00:20:00", "00:00:40:00"])
+    await expect(cues.nth(1).locator(".cue-duration")).to_have_value("3")
+    await expect(page.locator("#spot-cost")).to_have_text("3 cues · 3 credits")
+    await cues.nth(1).locator(".cue-on").uncheck()
+    await cues.nth(0).locator(".cue-prompt").fill("Old wooden door creaks open slowly")
+    await expect(page.locator("#spot-cost")).to_have_text("2 cues · 2 credits")
+    before = await remaining(db, user)
+
+    # The second request meets a failing sound service: that cue says so, the first is placed anyway.
+    requests: list[dict] = []
+
+    async def fail_the_second(route):
+        requests.append(route.request.post_data_json)
+        if len(requests) == 2:
+            stack.sim.inject(stack.secret, "500")
+        await route.continue_()
+
+    await page.route("**/v1/sfx", fail_the_second)
+    await page.click("#spot-generate")
+    await expect(page.locator("#toast-text")).to_have_text("1 cue placed · 1 cue failed (not charged)")
+    await expect(cues.nth(0)).to_have_attribute("data-status", "placed")
+    await expect(cues.nth(0).locator(".cue-status")).to_have_text(re.compile(r"^Placed on A\d at 00:00:05:00\.$"))
+    await expect(cues.nth(2)).to_have_attribute("data-status", "failed")
+    assert requests[0]["prompt"] == "Old wooden door creaks open slowly" and requests[0]["variations"] == 1
+    assert await placed_at(panel) == [5.0]
+    assert await remaining(db, user) == before - 1
+    await shot(page, f"panel-{shell}-spot.png")
+
+    # Once the service is back, Generate offers only the cue still to do, and it lands at its marker.
+    stack.sim.clear_faults()
+    [key] = [k for k in await stack.app[KEYBANK].list_keys() if k.provider == "elevenlabs"]
+    await stack.app[KEYBANK].enable(key.id)
+    await expect(page.locator("#spot-generate")).to_have_text("Generate 1 cue")
+    await page.click("#spot-generate")
+    await expect(cues.nth(2)).to_have_attribute("data-status", "placed")
+    assert await placed_at(panel) == [5.0, 40.0]
+    assert await remaining(db, user) == before - 2
+    await expect(page.locator("#acct-credits")).to_have_text(f"{before - 2} credits")
+
+    # Cancel stops the run: the cue in flight and the ones after it are not generated, nothing is charged.
+    await page.click("#spot-open")
+    await expect(cues).to_have_count(3)
+    after_spotting = int((await page.locator("#acct-credits").text_content()).split()[0])
+    stack.sim.inject(stack.secret, "slow", times=1, delay=3)
+    await page.click("#spot-generate")
+    await expect(page.locator("#spot-progress-text")).to_have_text("Cue 1 of 3…")
+    await page.click("#spot-cancel")
+    await expect(page.locator("#toast-text")).to_have_text("0 cues placed")
+    await expect(cues.nth(0).locator(".cue-status")).to_have_text("Cancelled. Nothing was charged for it.")
+    await expect(cues.nth(2).locator(".cue-status")).to_have_text("Not generated (stopped).")
+    await settled(db)
+    assert await remaining(db, user) == after_spotting
+    assert await placed_at(panel) == [5.0, 40.0]
+
+    # Tidy: the voice script comes back ready to read, with its spoken length.
+    await page.click("#tab-btn-voice")
+    await page.fill("#voice-text", "previously   on the show.   it was late")
+    await page.click("#voice-tidy")
+    await expect(page.locator("#voice-text")).to_have_value("Previously on the show. It was late.")
+    await expect(page.locator("#voice-tidy-notes")).to_have_text(re.compile(r"^About \d+\.\d s read aloud \(7 words\)\. "))
