@@ -15,6 +15,7 @@ from playwright.async_api import expect
 # The fixtures are imported so pytest finds them here.
 from panel_support import (PANEL, Panel, boxes, browser, decode_call, editor, open_panel,  # noqa: F401
                            remaining, shot, stack)
+from server.keybank import KEYBANK
 
 SHELLS = ["cep", "uxp"]
 MARKER = {"time": 42.0, "end": 42.0, "name": "Door", "comments": "Wooden door creaks open"}
@@ -179,21 +180,17 @@ async def test_out_of_credits_no_key_offline_and_outdated_panel(stack, db, open_
     await expect(page.locator("#banner-text")).to_have_text("Not enough credits (this needs 3 credits).")
     assert await remaining(db, user) == 1
 
-    # Errors other parts of the server send, given here at the wire as the API documents them.
-    async def answer(status: int, code: str, message: str, details: dict, headers: dict | None = None):
-        async def handler(route):
-            await route.fulfill(status=status, headers={"Content-Type": "application/json", **(headers or {})},
-                                body=json.dumps({"error": {"code": code, "message": message, "details": details}}))
-        await page.route("**/v1/sfx", handler)
-
+    # Every ElevenLabs key disabled: the server's 503 no_active_key, which is no reason to retry.
+    bank = stack.app[KEYBANK]
+    for key in await bank.list_keys("elevenlabs"):
+        await bank.disable(key.id)
     await panel.describe("Footsteps on gravel", 2)
-    await answer(503, "no_active_key", "No provider key is active.", {})
     await page.click("#sfx-generate")
     await expect(page.locator("#banner-text")).to_have_text(
         "The sound service is unavailable right now. Nothing was charged. Please try again later.")
     await expect(banner).to_have_attribute("data-kind", "error")
     await expect(page.locator("#sfx-generate")).to_be_enabled()  # no countdown, no automatic retry
-    await page.unroute("**/v1/sfx")
+    assert await remaining(db, user) == 1
     await shot(page, f"panel-{shell}-no-key.png")
 
     # Offline: the server is gone.
