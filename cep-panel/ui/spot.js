@@ -89,6 +89,7 @@
       }
 
       function open() {
+        if (running) return; // the list on screen is the one being generated
         D.show($("spot"), true);
         $("spot-list").textContent = "";
         cues = [];
