@@ -279,3 +279,41 @@ async def test_enhance_a_prompt_spot_cues_from_markers_and_tidy_a_script(stack, 
     await page.click("#voice-tidy")
     await expect(page.locator("#voice-text")).to_have_value("Previously on the show. It was late.")
     await expect(page.locator("#voice-tidy-notes")).to_have_text(re.compile(r"^About \d+\.\d s read aloud \(7 words\)\. "))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+async def test_a_generation_held_for_a_free_generator_says_it_is_waiting(stack, db, open_panel, shell):
+    user = await editor(stack, db, 10)
+    panel = await open_panel(shell=shell)
+    page = panel.page
+    await panel.sign_in(stack, user)
+    progress = page.locator("#sfx-progress")
+
+    # A slow answer that is not waiting in line is just "Generating…": the server says nothing waits.
+    stack.sim.inject(stack.secret, "slow", times=1, delay=3.6)
+    await panel.describe("Thunder rolls across a valley", 2)
+    async with page.expect_response("**/v1/queue") as asked:
+        await page.click("#sfx-generate")
+    assert (await (await asked.value).json())["waiting"] == 0
+    await expect(page.locator("#sfx-progress-text")).to_have_text(re.compile(r"^Generating… \d+ s$"))
+    await expect(progress).to_have_attribute("data-waiting", "false")
+    await expect(page.locator("#sfx-results .result[data-ready=true]")).to_have_count(1, timeout=8000)
+
+    # Every slot of the only ElevenLabs key is taken (as by other editors' generations).
+    bank = stack.app[KEYBANK]
+    [key] = [k for k in await bank.list_keys("elevenlabs")]
+    leases = [await bank.acquire("elevenlabs") for _ in range(key.max_concurrency)]
+    try:
+        async with page.expect_response("**/v1/queue") as asked:
+            await page.click("#sfx-generate")
+        assert (await (await asked.value).json())["waiting"] == 1
+        await expect(progress).to_have_attribute("data-waiting", "true")
+        await expect(page.locator("#sfx-progress-text")).to_have_text(re.compile(r"^Waiting for a free generator… \d+ s$"))
+        await shot(page, f"panel-{shell}-waiting.png")
+    finally:
+        for lease in leases:
+            await bank.release(lease)
+    # A slot frees up: the same request goes through, charged once.
+    await expect(page.locator("#sfx-results .result[data-ready=true]")).to_have_count(2)
+    await expect(progress).to_be_hidden()
+    assert await remaining(db, user) == 8
