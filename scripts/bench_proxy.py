@@ -4,7 +4,12 @@
 (a) baseline: the official SDK calling the ElevenLabs simulator directly;
 (b) the product: POST /v1/sfx through the proxy (auth, rate limit, idempotency record, credit
     hold and capture, key bank lease, the same SDK call, post-processing of the 2-second clip,
-    storage, history row).
+    storage, history row);
+(c) the floor: a bare aiohttp pass-through (scripts/bench_floor.py) that forwards the same JSON to
+    the simulator and answers its bytes. "proxy/floor" is (b)'s server CPU over (c)'s, same run.
+Then Postgres round trips per generation, counted by a relay in front of Postgres
+(scripts/bench_floor.py pgrelay) for a second proxy started against it: Syncs and simple Queries,
+i.e. every statement plus BEGIN/COMMIT. The relay is kept out of the timed runs.
 
 The simulator answers instantly (its audio cache serves the same clip every time), so the
 difference between (a) and (b) is the proxy's own cost. Simulator and proxy each run as their
@@ -218,26 +223,25 @@ async def measure(label: str, call, total: int, concurrency: int, meters: dict |
     return Run(label, concurrency, latencies, elapsed, cpu, busy, stolen)
 
 
-def report(direct: Run, proxied: Run) -> None:
+def report(direct: Run, proxied: Run, floor: Run) -> None:
     print(f"  concurrency {direct.concurrency:>3}  ({len(direct.latencies)} / {len(proxied.latencies)} requests)")
     print(f"    {'':<24}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'busy':>6}{'stolen':>7}"
           f"   CPU ms per request")
-    for run in (direct, proxied):
+    for run in (direct, floor, proxied):
         cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in (run.cpu_ms or {}).items())
         print(f"    {run.label:<24}{run.rps:>8.1f}{run.pct(50):>9.2f}{run.pct(95):>9.2f}{run.pct(99):>9.2f}"
               f"{run.busy:>6.0%}{run.stolen:>7.0%}   {cpu}")
     print(f"    {'added by the proxy':<24}{'':>8}{proxied.pct(50) - direct.pct(50):>9.2f}"
           f"{proxied.pct(95) - direct.pct(95):>9.2f}{proxied.pct(99) - direct.pct(99):>9.2f}")
+    print(f"    {'added by the floor':<24}{'':>8}{floor.pct(50) - direct.pct(50):>9.2f}"
+          f"{floor.pct(95) - direct.pct(95):>9.2f}{floor.pct(99) - direct.pct(99):>9.2f}")
+    ratio = proxied.cpu_ms["proxy"] / max(floor.cpu_ms["floor"], 1e-9)
+    print(f"    proxy/floor server CPU {ratio:.1f}x ({proxied.cpu_ms['proxy']:.2f} / {floor.cpu_ms['floor']:.2f} ms); "
+          f"throughput proxy/floor {proxied.rps / floor.rps:.2f}")
 
 
-async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstream: Upstream,
-                    users: list[dict[str, str]], api_key: str, sim_pid: int, proxy_pid: int, db_name: str) -> None:
+def poster(http: aiohttp.ClientSession, users: list[dict[str, str]]):
     next_user = itertools.cycle(users).__next__  # with --users N, requests take turns among N accounts
-
-    async def direct() -> None:
-        audio = await upstream.sound_effect(api_key, text=PROMPT, duration_seconds=SECONDS, prompt_influence=0.3,
-                                            loop=False, model_id="eleven_text_to_sound_v2")
-        assert len(audio.data) > 1000
 
     async def proxied() -> None:
         async with http.post("/v1/sfx", json={"prompt": PROMPT, "duration_seconds": SECONDS},
@@ -247,8 +251,31 @@ async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstr
                 raise SystemExit(f"proxy answered {r.status}: {body[:300]!r}")
             assert r.headers["content-type"] == "audio/wav" and len(body) > 1000
 
-    # Warm both paths: connections, caches, the simulator's synthesis of the clip.
+    return proxied
+
+
+async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, floor_http: aiohttp.ClientSession,
+                    upstream: Upstream, users: list[dict[str, str]], api_key: str, pids: dict[str, int],
+                    db_name: str) -> None:
+    sim_pid, proxy_pid = pids["simulator"], pids["proxy"]
+
+    async def direct() -> None:
+        audio = await upstream.sound_effect(api_key, text=PROMPT, duration_seconds=SECONDS, prompt_influence=0.3,
+                                            loop=False, model_id="eleven_text_to_sound_v2")
+        assert len(audio.data) > 1000
+
+    proxied = poster(http, users)
+
+    async def floor() -> None:
+        async with floor_http.post("/v1/sfx", json={"text": PROMPT, "duration_seconds": SECONDS,
+                                                    "prompt_influence": 0.3, "loop": False,
+                                                    "model_id": "eleven_text_to_sound_v2"}) as r:
+            body = await r.read()
+            assert r.status == 200 and len(body) > 1000, (r.status, body[:200])
+
+    # Warm every path: connections, caches, the simulator's synthesis of the clip.
     await measure("warm-up", direct, 50, 5)
+    await measure("warm-up", floor, 50, 5)
     await measure("warm-up", proxied, 50, 5)
 
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -259,8 +286,10 @@ async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstr
     levels = [(1, 100), (10, 500), (50, 500)] if args.quick else [(1, 300), (10, 2000), (50, 2000)]
     for concurrency, count in levels:
         direct_run = await measure("(a) SDK -> simulator", direct, count, concurrency, meters)
+        floor_run = await measure("(c) pass-through floor", floor, count, concurrency,
+                                  {**meters, "floor": lambda: cpu_seconds(pids["floor"])})
         proxied_run = await measure("(b) client -> proxy", proxied, count, concurrency, meters)
-        report(direct_run, proxied_run)
+        report(direct_run, proxied_run, floor_run)
         print()
 
     total = 2000 if args.quick else 10_000
@@ -274,6 +303,44 @@ async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, upstr
     print("    " + " ".join(str(v) for v in current))
     print(f"    first {current[0]} KiB, last {current[-1]} KiB, growth after the first "
           f"{step}: {current[-1] - current[0]:+d} KiB; peak (VmHWM) {samples[-1][1]} KiB")
+
+
+async def count_round_trips(env: dict[str, str], base: str, users: list[dict[str, str]],
+                            procs: list[asyncio.subprocess.Process], log) -> None:
+    """Postgres round trips per generation: a proxy (one worker) whose pool goes through the relay."""
+    target = urlsplit(base)
+    relay_port, proxy_port = free_port(), free_port()
+    relay = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "scripts" / "bench_floor.py"), "pgrelay", "--port", str(relay_port),
+        "--target", f"{target.hostname}:{target.port or 5432}", cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+    )
+    procs.append(relay)
+    assert (await relay.stdout.readline()).strip() == b"ready"
+
+    async def counted() -> int:
+        relay.stdin.write(b"?\n")
+        return int(await relay.stdout.readline())
+
+    relayed = urlsplit(env["DATABASE_URL"])._replace(netloc=f"{target.username or 'postgres'}@127.0.0.1:{relay_port}",
+                                                     query="sslmode=disable")
+    proxy = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--no-migrate", "--workers", "1", cwd=ROOT,
+        env={**env, "DATABASE_URL": urlunsplit(relayed), "PORT": str(proxy_port)}, stdout=log, stderr=log,
+    )
+    procs.append(proxy)
+    url = f"http://127.0.0.1:{proxy_port}"
+    await wait_healthy(url, proxy, "/healthz")
+    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        call = poster(http, users)
+        await measure("warm-up", call, 50, 10)  # pools filled, caches warm
+        before, total = await counted(), 300
+        await measure("round trips", call, total, 10)
+        trips = (await counted() - before) / total
+    print(f"\n  Postgres round trips per generation (concurrency 10, {total} requests): {trips:.2f}")
+    proxy.terminate()
+    await asyncio.wait_for(proxy.wait(), 60)
+    relay.stdin.close()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -335,6 +402,13 @@ async def main(args: argparse.Namespace) -> None:
         )
         procs.append(sim)
         await wait_healthy(sim_url, sim, "/v1/models")
+        floor_port = free_port()
+        floor_proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "scripts" / "bench_floor.py"), "passthrough", "--port", str(floor_port),
+            "--upstream", sim_url, "--key", api_key, env=env, cwd=ROOT, stdout=sim_log, stderr=sim_log,
+        )
+        procs.append(floor_proc)
+        await wait_healthy(f"http://127.0.0.1:{floor_port}", floor_proc, "/healthz")
         async with KeyBank.open(settings) as bank:
             await bank.add_key(provider="elevenlabs", label="bench", secret=api_key, max_concurrency=1000)
         users: list[dict[str, str]] = []
@@ -351,7 +425,9 @@ async def main(args: argparse.Namespace) -> None:
             print(f"simulator pid {sim.pid}, proxy pid {proxy.pid} (attach a profiler to either)", flush=True)
             sdk_http = create_http_client(100)
             async with aiohttp.ClientSession(proxy_url, connector=aiohttp.TCPConnector(limit=100),
-                                             timeout=aiohttp.ClientTimeout(total=60)) as http:
+                                             timeout=aiohttp.ClientTimeout(total=60)) as http, \
+                    aiohttp.ClientSession(f"http://127.0.0.1:{floor_port}", connector=aiohttp.TCPConnector(limit=100),
+                                          timeout=aiohttp.ClientTimeout(total=60)) as floor_http:
                 for n in range(len(users), args.users):
                     email = f"bench-{tag}-{n}@example.com"
                     async with http.post("/v1/auth/register", json={
@@ -364,8 +440,8 @@ async def main(args: argparse.Namespace) -> None:
                         signed = await resp.json()
                     await credits.set_plan(pool, uuid.UUID(signed["user"]["id"]), "bench")
                     users.append({"Authorization": "Bearer " + signed["access_token"]})
-                await bench_one(args, http, Upstream(sdk_http, sim_url), users, api_key, sim.pid, proxy.pid,
-                                db_name)
+                pids = {"simulator": sim.pid, "proxy": proxy.pid, "floor": floor_proc.pid}
+                await bench_one(args, http, floor_http, Upstream(sdk_http, sim_url), users, api_key, pids, db_name)
             await sdk_http.aclose()
             proxy.terminate()
             await asyncio.wait_for(proxy.wait(), 60)
@@ -374,6 +450,7 @@ async def main(args: argparse.Namespace) -> None:
                 stats = pstats.Stats(args.profile)
                 stats.sort_stats("tottime").print_stats(40)
                 stats.sort_stats("cumulative").print_stats(60)
+        await count_round_trips(env, base, users, procs, proxy_log)
     finally:
         for proc in reversed(procs):
             if proc.returncode is None:
