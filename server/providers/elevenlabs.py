@@ -96,13 +96,25 @@ def create_http_client(max_connections: int) -> httpx.AsyncClient:
 
 
 class Upstream:
+    """The generation path's one SDK client for the life of the process.
+
+    Building an AsyncElevenLabs and its sub-clients per call cost measurable CPU per generation
+    (scripts/bench_proxy.py). The key travels with each request instead (`xi-api-key` in the
+    request options, which the SDK sends over its own headers), so no secret sits in the client
+    or in a long-lived map of clients.
+    """
+
     def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
+        # The SDK insists on a key; the real one is in every request's options (see _options).
+        self._client = AsyncElevenLabs(api_key="per-request", base_url=self.base_url, httpx_client=http)
+        self._sfx = self._client.text_to_sound_effects.with_raw_response
+        self._tts = self._client.text_to_speech.with_raw_response
 
-    def client(self, secret: str) -> AsyncElevenLabs:
-        # Cheap to build (sub-clients are lazy); building per call keeps no secret in a long-lived map.
-        return AsyncElevenLabs(api_key=secret, base_url=self.base_url, httpx_client=self.http)
+    @staticmethod
+    def _options(secret: str) -> dict[str, Any]:
+        return {**NO_RETRIES, "additional_headers": {"xi-api-key": secret}}
 
     async def sound_effect(
         self, secret: str, *, text: str, duration_seconds: float | None, prompt_influence: float, loop: bool,
@@ -111,8 +123,8 @@ class Upstream:
         kwargs: dict[str, Any] = {"text": text, "prompt_influence": prompt_influence, "loop": loop, "model_id": model_id}
         if duration_seconds is not None:
             kwargs["duration_seconds"] = duration_seconds
-        raw = self.client(secret).text_to_sound_effects.with_raw_response
-        async with raw.convert(output_format=PREFERRED_FORMAT, request_options=NO_RETRIES, **kwargs) as resp:
+        async with self._sfx.convert(output_format=PREFERRED_FORMAT, request_options=self._options(secret),
+                                     **kwargs) as resp:
             data = await _read_all(resp.data)
             headers = resp.headers
         return _checked(data, headers)
@@ -130,14 +142,14 @@ class Upstream:
             kwargs["previous_text"] = previous_text
         if next_text:
             kwargs["next_text"] = next_text
-        raw = self.client(secret).text_to_speech.with_raw_response
-        async with raw.convert(voice_id, output_format=PREFERRED_FORMAT, request_options=NO_RETRIES, **kwargs) as resp:
+        async with self._tts.convert(voice_id, output_format=PREFERRED_FORMAT, request_options=self._options(secret),
+                                     **kwargs) as resp:
             data = await _read_all(resp.data)
             headers = resp.headers
         return _checked(data, headers)
 
     async def voices(self, secret: str) -> list[dict[str, Any]]:
-        result = await self.client(secret).voices.get_all(request_options=NO_RETRIES)
+        result = await self._client.voices.get_all(request_options=self._options(secret))
         return [voice_summary(v) for v in result.voices]
 
 
