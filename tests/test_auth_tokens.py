@@ -193,6 +193,41 @@ async def test_a_token_of_a_revoked_device_session_is_refused(client, db):
     await assert_401(await get_devices(client, user.access_token), "session_revoked")
 
 
+async def test_a_token_already_verified_is_still_refused_once_its_device_is_revoked(client, db):
+    """The process remembers a verified signature, never the answer to "is this session still signed in"."""
+    user = await sign_up(client)
+    assert (await get_devices(client, user.access_token)).status == 200  # verified and remembered
+    await db.execute("UPDATE device_sessions SET revoked_at = now(), revoked_reason = 'admin' WHERE id = $1", user.device_id)
+    await assert_401(await get_devices(client, user.access_token), "session_revoked")
+
+
+def test_remembered_claims_are_verified_again_once_their_token_expires(settings, monkeypatch):
+    verified = tokens.VerifiedTokens(settings)
+    token = tokens.issue_access_token(settings, uuid.uuid4(), uuid.uuid4())
+    checks = []
+    real_decode = tokens.decode_access_token
+    monkeypatch.setattr(tokens, "decode_access_token", lambda *a: checks.append(a) or real_decode(*a))
+    verified.decode(token)
+    verified.decode(token)
+    assert len(checks) == 1  # the second answer came from memory
+    # Past `exp` the memory no longer answers: the token goes through full verification again.
+    later = time.time() + settings.access_token_ttl + 1
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    verified.decode(token)
+    assert len(checks) == 2
+
+
+def test_the_remembered_tokens_are_bounded_and_bad_tokens_are_not_kept(settings):
+    verified = tokens.VerifiedTokens(settings, max_entries=2)
+    issued = [tokens.issue_access_token(settings, uuid.uuid4(), uuid.uuid4()) for _ in range(3)]
+    for token in issued:
+        verified.decode(token)
+    assert list(verified._claims) == issued[1:]
+    with pytest.raises(tokens.InvalidToken):
+        verified.decode(issued[0][:-2] + "xx")
+    assert list(verified._claims) == issued[1:]
+
+
 async def test_a_token_naming_another_users_session_is_refused(client, settings):
     alice = await sign_up(client)
     mallory = await sign_up(client)

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from server.appkeys import AUTHENTICATE, DB
+from server.appkeys import AUTHENTICATE, DB, SETTINGS
 from server.auth.service import (
     CurrentUser,
     authenticate,
@@ -29,7 +29,8 @@ PRUNE_INTERVAL_SECONDS = 3600
 
 def setup(app: web.Application) -> None:
     from server.auth.handlers import api
-    from server.auth.service import prune_expired_tokens
+    from server.auth.service import VERIFIED_TOKENS, prune_expired_tokens
+    from server.auth.tokens import VerifiedTokens
 
     async def prune(app: web.Application) -> None:
         removed = await prune_expired_tokens(app[DB])
@@ -37,5 +38,6 @@ def setup(app: web.Application) -> None:
             log.info("expired refresh tokens deleted", extra={"count": removed})
 
     app[AUTHENTICATE] = authenticate
+    app[VERIFIED_TOKENS] = VerifiedTokens(app[SETTINGS])
     api.register(app)
     app.cleanup_ctx.append(periodic_ctx("auth-prune-tokens", lambda app: PRUNE_INTERVAL_SECONDS, prune, jitter=(1.0, 1.0)))

@@ -25,6 +25,7 @@ from server.auth.tokens import (
     AccessClaims,
     BearerRejected,
     InvalidToken,
+    VerifiedTokens,
     decode_access_token,
     hash_refresh_token,
     issue_access_token,
@@ -453,6 +454,7 @@ async def prune_expired_tokens(db: repo.Db) -> int:
 # --- request authentication ----------------------------------------------------------------
 
 CURRENT_USER = web.RequestKey("current_user", CurrentUser)
+VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 
 
 async def authenticate(request: web.Request) -> CurrentUser:
@@ -462,7 +464,9 @@ async def authenticate(request: web.Request) -> CurrentUser:
     cached = request.get(CURRENT_USER)
     if cached is not None:
         return cached
-    claims = decode_access_token(request.app[SETTINGS], bearer_token(request))
+    verified = request.config_dict.get(VERIFIED_TOKENS)
+    token = bearer_token(request)
+    claims = verified.decode(token) if verified is not None else decode_access_token(request.config_dict[SETTINGS], token)
     user = await user_for_claims(request.app[DB], claims)
     request[CURRENT_USER] = user
     return user

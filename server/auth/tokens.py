@@ -98,6 +98,33 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
         raise InvalidToken("The access token is not valid") from None
 
 
+class VerifiedTokens:
+    """Claims of access tokens this process has verified, kept until the token expires.
+
+    A panel sends the same access token with every request for its lifetime; checking its
+    signature and claims again each time was CPU spent on an answer already known. Only the
+    signature check is remembered: revocation and the account's status are still read on every
+    request (auth.service.user_for_claims). Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, settings: Settings, max_entries: int = 10_000) -> None:
+        self._settings = settings
+        self._max = max_entries
+        self._claims: dict[str, AccessClaims] = {}
+
+    def decode(self, token: str) -> AccessClaims:
+        claims = self._claims.get(token)
+        if claims is not None:
+            if time.time() < claims.expires_at:
+                return claims
+            del self._claims[token]
+        claims = decode_access_token(self._settings, token)  # raises for a bad token: nothing kept
+        if len(self._claims) >= self._max:
+            del self._claims[next(iter(self._claims))]
+        self._claims[token] = claims
+        return claims
+
+
 def _unverified_header(token: str) -> dict:
     """The header, only to pick the verifying secret; jwt.decode then checks the whole token.
     (PyJWT's own get_unverified_header validates every segment character by character in
