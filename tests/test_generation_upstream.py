@@ -1,6 +1,7 @@
-"""The SDK's HTTP client as production builds it (httpx API, aiohttp underneath), against the
-simulator's network faults: each failure must reach the key bank as the kind of trouble it is,
-because the kind decides what happens to the key."""
+"""Both ways generation reaches ElevenLabs, against the simulator's network faults: the SDK with
+the HTTP client production builds for it (httpx API, aiohttp underneath), and the direct aiohttp
+path production uses for the two hot calls. Each failure must reach the key bank as the kind of
+trouble it is, because the kind decides what happens to the key."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from generation_support import sim  # noqa: F401  (fixture)
 from server.providers import FailureKind, RetryOnAnotherKey
-from server.providers.elevenlabs import ElevenLabs, Upstream, create_http_client
+from server.providers.elevenlabs import DirectUpstream, ElevenLabs, Upstream, create_http_client, create_session
 from server.settings import Settings
 
 classify = ElevenLabs(Settings()).classify
@@ -20,11 +21,16 @@ SFX = {"text": "glass breaks", "duration_seconds": 1.0, "prompt_influence": 0.3,
        "model_id": "eleven_text_to_sound_v2"}
 
 
-@pytest.fixture
-async def upstream(sim):  # noqa: F811
+@pytest.fixture(params=["sdk", "direct"])
+async def upstream(request, sim):  # noqa: F811
     sim.state.add_key(KEY, character_limit=10**9, max_concurrency=10)
     http = create_http_client(10)
-    yield Upstream(http, sim.url)
+    if request.param == "sdk":
+        yield Upstream(http, sim.url)
+    else:
+        session = create_session(10)
+        yield DirectUpstream(http, sim.url, session)
+        await session.close()
     await http.aclose()
 
 
@@ -74,6 +80,21 @@ async def test_one_client_carries_concurrent_calls_over_its_pool(upstream, sim):
     results = await asyncio.gather(*(upstream.sound_effect(KEY, **SFX) for _ in range(8)))
     assert len({len(r.data) for r in results}) == 1
     assert sim.peak(KEY) > 1
+
+
+async def test_speech_with_voice_settings_and_neighbours_is_accepted(upstream, sim):  # noqa: F811
+    voice_id = sim.state.premade_voices[0]["voice_id"]
+    audio = await upstream.speech(KEY, voice_id, text="Hello there.", model_id="eleven_multilingual_v2",
+                                  voice_settings={"stability": 0.5, "similarity_boost": 0.7}, seed=7,
+                                  previous_text="Before.", next_text="After.")
+    assert audio.data[:4] == b"RIFF" and audio.character_cost == len("Hello there.")
+
+
+async def test_an_unknown_voice_is_the_users_error_on_both_paths(upstream):
+    with pytest.raises(Exception) as caught:
+        await upstream.speech(KEY, "no-such-voice", text="Hi", model_id="eleven_multilingual_v2", voice_settings=None,
+                              seed=None, previous_text=None, next_text=None)
+    assert classify(caught.value).kind is FailureKind.USER
 
 
 async def test_no_cookie_set_by_one_answer_rides_along_with_the_next_request(aiohttp_server):

@@ -48,12 +48,13 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.generation.retention import close_orphans, sweep_if_leader
     from server.generation.voices import VoiceCatalog
     from server.keybank import KEYBANK
-    from server.providers.elevenlabs import Upstream, create_http_client
+    from server.providers.elevenlabs import DirectUpstream, create_http_client, create_session
     from server.storage import STORAGE
 
     settings = app[SETTINGS]
     http = create_http_client(settings.upstream_max_connections)
-    upstream = Upstream(http, settings.elevenlabs_base_url)
+    session = create_session(settings.upstream_max_connections)
+    upstream = DirectUpstream(http, settings.elevenlabs_base_url, session)
     voices = VoiceCatalog(settings, app[REDIS], app[KEYBANK], upstream)
     owner = OwnerBeacon(settings.database_url)
     service = GenerationService(
@@ -83,4 +84,5 @@ async def generation_ctx(app: web.Application) -> AsyncIterator[None]:
         await owner_task
     await owner.aclose()
     await http.aclose()
+    await session.close()
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import wave
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Mapping
+from urllib.parse import quote
 
+import aiohttp
 import httpx
 from elevenlabs import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError as ProviderApiError
@@ -153,6 +156,71 @@ class Upstream:
         return [voice_summary(v) for v in result.voices]
 
 
+class DirectUpstream(Upstream):
+    """The two hot calls (sound effect, speech) straight over one aiohttp session; the rest via the SDK.
+
+    Through the SDK each generation built an httpx request (URL parsing, header encoding, the
+    SDK's jsonable_encoder) on top of aiohttp: about 1.5 ms of CPU, the largest single share
+    of the proxy's own cost (scripts/bench_proxy.py --profile). The same request is a few lines
+    here. Failures are raised as the SDK raises them (its ApiError with status, headers and body)
+    or as aiohttp's own errors, so the key bank classifies both paths alike
+    (tests/test_generation_upstream.py runs its fault tests against each).
+    """
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, session: aiohttp.ClientSession) -> None:
+        super().__init__(http, base_url)
+        self.session = session
+        self._sfx_url = f"{self.base_url}/v1/sound-generation"
+        self._params = {"output_format": PREFERRED_FORMAT}
+
+    async def sound_effect(
+        self, secret: str, *, text: str, duration_seconds: float | None, prompt_influence: float, loop: bool,
+        model_id: str,
+    ) -> UpstreamAudio:
+        body: dict[str, Any] = {"text": text, "prompt_influence": prompt_influence, "loop": loop, "model_id": model_id}
+        if duration_seconds is not None:
+            body["duration_seconds"] = duration_seconds
+        return await self._post(self._sfx_url, secret, body)
+
+    async def speech(
+        self, secret: str, voice_id: str, *, text: str, model_id: str, voice_settings: dict[str, Any] | None,
+        seed: int | None, previous_text: str | None, next_text: str | None,
+    ) -> UpstreamAudio:
+        body: dict[str, Any] = {"text": text, "model_id": model_id}
+        if voice_settings:
+            body["voice_settings"] = VoiceSettings(**voice_settings).model_dump(mode="json", by_alias=True, exclude_none=True)
+        if seed is not None:
+            body["seed"] = seed
+        if previous_text:
+            body["previous_text"] = previous_text
+        if next_text:
+            body["next_text"] = next_text
+        return await self._post(f"{self.base_url}/v1/text-to-speech/{quote(voice_id, safe='')}", secret, body)
+
+    async def _post(self, url: str, secret: str, body: dict[str, Any]) -> UpstreamAudio:
+        async with self.session.post(url, params=self._params, json=body, headers={"xi-api-key": secret}) as resp:
+            data = await resp.read()
+            if resp.status >= 400:
+                raise ProviderApiError(status_code=resp.status, headers=dict(resp.headers), body=_error_body(data))
+            return _checked(data, resp.headers)
+
+
+def create_session(max_connections: int) -> aiohttp.ClientSession:
+    """The generation path's connection pool. No cookie jar: one pool serves every key."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=120.0),
+    )
+
+
+def _error_body(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")
+
+
 def voice_summary(voice: Any) -> dict[str, Any]:
     labels = getattr(voice, "labels", None) or {}
     return {
@@ -172,7 +240,7 @@ async def _read_all(chunks: AsyncIterator[bytes]) -> bytes:
     return bytes(buf)
 
 
-def _checked(data: bytes, headers: dict[str, str]) -> UpstreamAudio:
+def _checked(data: bytes, headers: Mapping[str, str]) -> UpstreamAudio:
     """A 200 with an empty or broken body is the provider's fault: another key may do better."""
     if len(data) < MIN_AUDIO_BYTES:
         raise RetryOnAnotherKey("empty audio")
