@@ -29,6 +29,10 @@ log = logging.getLogger("server.generation.voices")
 PROVIDER = "elevenlabs"
 FETCH_CONCURRENCY = 4
 FETCH_TIMEOUT = 20.0
+# A worker keeps the parsed list this long while the key bank's revision stays the same: listing
+# the keys from Postgres and parsing the JSON from Redis on every voice-over cost more than the
+# rest of the lookup. A key change moves the revision, so it is seen at the next request.
+MEMO_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,21 @@ class VoiceCatalog:
         self.keybank = keybank
         self.upstream = upstream
         self._refreshing = asyncio.Lock()
+        self._memo: tuple[int, float, Catalog] | None = None  # (key bank revision, when, list)
 
     async def get(self) -> Catalog:
         """The cached list for the current key set, fetched now when there is none."""
+        revision = await self.keybank.revision(PROVIDER)
+        memo = self._memo
+        if memo is not None and memo[0] == revision and time.monotonic() - memo[1] < MEMO_SECONDS:
+            return memo[2]
         key_ids = await self._active_key_ids()
-        cached = await self._read(key_ids)
-        if cached is not None:
-            return cached
-        return await self.refresh(key_ids)
+        catalog = await self._read(key_ids)
+        if catalog is None:
+            catalog = await self.refresh(key_ids)
+        if revision is not None:
+            self._memo = (revision, time.monotonic(), catalog)
+        return catalog
 
     async def owners(self, voice_id: str) -> tuple[set[int] | None, Catalog]:
         """Key ids that may voice `voice_id` (None when no key is known to own it), and the list asked.
@@ -80,6 +91,7 @@ class VoiceCatalog:
                 return cached
             catalog = await self._fetch(key_ids)
             await self._write(key_ids, catalog)
+            self._memo = None
             return catalog
 
     async def refresh_if_leader(self) -> bool:

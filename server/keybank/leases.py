@@ -441,6 +441,11 @@ class LeaseStore:
         """Take a key out of rotation at once; the revisioned sync that follows confirms it."""
         await self.redis.hdel(self.key("cand", provider), str(key_id))
 
+    async def revision(self, provider: str) -> int | None:
+        """The revision of the candidate list Redis holds (None: not synced yet)."""
+        raw = await self.redis.get(self.key("rev", provider))
+        return None if raw is None else int(raw)
+
     async def candidate_ids(self, provider: str) -> set[int]:
         return {int(k) for k in await self.redis.hkeys(self.key("cand", provider))}
 

@@ -301,6 +301,12 @@ class KeyBank:
         rows = await repo.list_keys(self.pool, provider)
         return [KeyInfo(r["id"], r["provider"], r["label"], r["last4"], r["status"]) for r in rows if r["status"] == "active"]
 
+    async def revision(self, provider: str) -> int | None:
+        """A counter that moves whenever the provider's active keys change (None: unknown now).
+        Per-process caches of anything derived from the key set compare it before trusting
+        themselves."""
+        return await self.leases.revision(provider)
+
     async def secret_for(self, key_id: int) -> str:
         """The plaintext of one key, for calls that need a specific key outside run() (voice listing)."""
         record = await self._sealed_record(key_id)
