@@ -79,6 +79,22 @@ async def test_changing_a_rule_in_the_table_changes_the_quote(db):
     assert quote_sfx(await service.load_pricing(db), duration_seconds=10) == 1
 
 
+async def test_the_per_process_plan_catalogue_reads_postgres_once_per_ttl_and_for_unknown_codes(db):
+    catalogue = service.PlanCatalog(db, ttl=3600)
+    assert (await catalogue.get("pro")).monthly_credits == 2000
+    await db.execute("""INSERT INTO plans SELECT (jsonb_populate_record(p, '{"code": "studio", "monthly_credits": 3000}')).*
+                          FROM plans p WHERE code = 'pro'""")
+    try:
+        await db.execute("UPDATE plans SET monthly_credits = 2100 WHERE code = 'pro'")
+        assert (await catalogue.get("pro")).monthly_credits == 2000  # within its TTL: from memory
+        assert (await catalogue.get("studio")).monthly_credits == 3000  # a code it never saw: read again
+        assert (await catalogue.get("pro")).monthly_credits == 2100  # and that read refreshed the rest
+        assert await catalogue.get("no-such-plan") is None
+    finally:
+        await db.execute("DELETE FROM plans WHERE code = 'studio'")
+        await db.execute("UPDATE plans SET monthly_credits = 2000 WHERE code = 'pro'")
+
+
 async def test_pricing_is_public_over_http(client):
     resp = await client.get("/v1/pricing")
 

@@ -93,6 +93,8 @@ class CurrentUser:
     session_id: uuid.UUID | None
     # Generation waits for a proven address (see require_verified_email).
     email_verified: bool = field(default=False, compare=False)
+    # The account's plan when the request was authenticated (None where it was not read).
+    plan_code: str | None = field(default=None, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -496,7 +498,8 @@ async def user_for_claims(db: repo.Db, claims: AccessClaims) -> CurrentUser:
     _require_usable_status(row["status"])
     if row["session_id"] is None or row["revoked_at"] is not None:
         raise SessionRevoked("This device was signed out; sign in again")
-    return CurrentUser(row["id"], row["email"], row["role"], row["status"], row["session_id"], row["email_verified"])
+    return CurrentUser(row["id"], row["email"], row["role"], row["status"], row["session_id"], row["email_verified"],
+                       row["plan_code"])
 
 
 async def require_verified_email(request: web.Request) -> CurrentUser:

@@ -21,6 +21,7 @@ Functions that need deployment settings (hold TTL, payment grace, upgrade URL) t
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -291,6 +292,28 @@ async def plan_for(db: Db, user_id: uuid.UUID) -> Plan:
     async with repo.acquire(db) as conn:
         row = await repo.plan_of(conn, user_id)
     return Plan.from_row(row)
+
+
+class PlanCatalog:
+    """Plans by code, re-read from Postgres at most every `ttl` seconds.
+
+    Plans are data that changes rarely, while which plan an account is on changes with a
+    purchase: callers learn the account's plan code fresh (auth reads it with the session, in
+    one query) and look the plan's limits up here without a round trip."""
+
+    def __init__(self, db: Db, ttl: float = 30.0) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._read_at = float("-inf")
+        self._plans: dict[str, Plan] = {}
+
+    async def get(self, code: str) -> Plan | None:
+        """The plan, or None when no plan has this code even after a fresh read."""
+        now = time.monotonic()
+        if now - self._read_at > self._ttl or code not in self._plans:
+            self._plans = {p.code: p for p in await plans(self._db)}
+            self._read_at = now
+        return self._plans.get(code)
 
 
 async def plans(db: Db) -> list[Plan]:

@@ -69,7 +69,7 @@ async def create_sfx(request: web.Request, body: SfxRequest) -> web.StreamRespon
     user = await require_verified_email(request)
     spec = sfx_spec(body, model_id=request.app[SETTINGS].sfx_model_id)
     outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY),
-                                             client_gone=_client_gone(request))
+                                             client_gone=_client_gone(request), plan_code=user.plan_code)
     return await _created(request, outcome, force_json=body.variations > 1)
 
 
@@ -81,7 +81,7 @@ async def create_voice(request: web.Request, body: VoiceRequest) -> web.StreamRe
     user = await require_verified_email(request)
     spec = voice_spec(body, default_model=request.app[SETTINGS].voice_model_id)
     outcome = await _service(request).create(user.id, spec, request.headers.get(_IDEMPOTENCY),
-                                             client_gone=_client_gone(request))
+                                             client_gone=_client_gone(request), plan_code=user.plan_code)
     return await _created(request, outcome, force_json=False)
 
 

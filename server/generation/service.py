@@ -68,6 +68,8 @@ PRICING_TTL = 30.0  # pricing rules are data; re-read them this often
 IDEMPOTENCY_KEY_MAX = 150
 _POLL_START, _POLL_MAX = 0.05, 0.5
 _UNKNOWN: Any = object()
+# Upstream WAVs up to this size (~5 s of 48 kHz 16-bit mono) are post-processed on the event loop.
+INLINE_AUDIO_BYTES = 512 * 1024
 # How often a running request checks that its client is still connected.
 CLIENT_POLL_SECONDS = 0.2
 
@@ -223,16 +225,20 @@ class GenerationService:
         self._tasks: set[asyncio.Task] = set()
         self._running: set[uuid.UUID] = set()  # requests this process runs now
         self._pricing: tuple[float, Pricing] | None = None
+        self._plans = credits.PlanCatalog(pool, ttl=PRICING_TTL)
 
     # --- entry point -----------------------------------------------------------------------
 
     async def create(
         self, user_id: uuid.UUID, spec: Spec, idempotency_key: str | None,
-        *, client_gone: Callable[[], bool] | None = None,
+        *, client_gone: Callable[[], bool] | None = None, plan_code: str | None = None,
     ) -> Outcome:
         """Generate (or replay) what `spec` asks for. `client_gone` tells whether the caller has
-        disconnected, for servers that do not cancel handlers when that happens."""
-        plan = await credits.plan_for(self.pool, user_id)
+        disconnected, for servers that do not cancel handlers when that happens. `plan_code`: the
+        account's plan as authentication read it just now (saves a query)."""
+        plan = await self._plans.get(plan_code) if plan_code else None
+        if plan is None:
+            plan = await credits.plan_for(self.pool, user_id)
         await self.rate_limiter.hit(user_id, plan)
         check_plan(spec, plan, upgrade_url=self.settings.upgrade_url)
         key_ids = await self._voice_owners(spec) if spec.kind == "voice" else None
