@@ -687,11 +687,16 @@ class GenerationService:
         return owners
 
     async def _post_process(self, spec: Spec, audio: UpstreamAudio) -> ProcessedAudio:
-        return await self._in_executor(functools.partial(
+        work = functools.partial(
             process_for_editing, audio.data, kind=spec.kind, loop=bool(spec.params.get("loop")),
             headroom_db=self.settings.audio_headroom_db, bit_depth=spec.bit_depth, output=spec.format,
             source_format=audio.output_format, length_seconds=spec.length_seconds,
-        ))
+        )
+        if len(audio.data) <= INLINE_AUDIO_BYTES and spec.format == "wav":
+            # A short WAV takes ~0.3 ms (scripts/bench_audio.py): less than waking a pool thread
+            # and handing the result back, and too short to hold other requests up.
+            return work()
+        return await self._in_executor(work)
 
     async def _in_executor(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
