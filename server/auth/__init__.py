@@ -8,15 +8,21 @@ import logging
 from aiohttp import web
 
 from server.appkeys import AUTHENTICATE, DB, SETTINGS
-from server.auth.service import (
+from server.auth.tokens import VerifiedTokens
+
+# Access tokens this process has verified (auth.tokens.VerifiedTokens). Declared before the
+# service module is imported: it reads this key.
+VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
+
+from server.auth.service import (  # noqa: E402
     CurrentUser,
     authenticate,
     create_user,
     require_admin,
     verify_credentials,
 )
-from server.auth.throttle import LoginThrottle, SignupThrottle
-from server.periodic import periodic_ctx
+from server.auth.throttle import LoginThrottle, SignupThrottle  # noqa: E402
+from server.periodic import periodic_ctx  # noqa: E402
 
 __all__ = ["CurrentUser", "LoginThrottle", "SignupThrottle", "authenticate", "create_user", "require_admin",
            "setup", "verify_credentials"]
@@ -29,8 +35,7 @@ PRUNE_INTERVAL_SECONDS = 3600
 
 def setup(app: web.Application) -> None:
     from server.auth.handlers import api
-    from server.auth.service import VERIFIED_TOKENS, prune_expired_tokens
-    from server.auth.tokens import VerifiedTokens
+    from server.auth.service import prune_expired_tokens
 
     async def prune(app: web.Application) -> None:
         removed = await prune_expired_tokens(app[DB])

@@ -19,13 +19,12 @@ from aiohttp import web
 
 from server.appkeys import DB, SETTINGS
 from server.audit import audit
-from server.auth import passwords, repo
+from server.auth import VERIFIED_TOKENS, passwords, repo
 from server.auth.throttle import LoginThrottle
 from server.auth.tokens import (
     AccessClaims,
     BearerRejected,
     InvalidToken,
-    VerifiedTokens,
     decode_access_token,
     hash_refresh_token,
     issue_access_token,
@@ -456,7 +455,6 @@ async def prune_expired_tokens(db: repo.Db) -> int:
 # --- request authentication ----------------------------------------------------------------
 
 CURRENT_USER = web.RequestKey("current_user", CurrentUser)
-VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 
 
 async def authenticate(request: web.Request) -> CurrentUser:
