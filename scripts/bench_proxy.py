@@ -21,7 +21,8 @@ as possible of the cores it shares with the proxy. "busy" is the share of all CP
 run (any process), "stolen" the share a virtual machine's hypervisor kept for others while this
 one wanted it; CPU per request is given for the simulator, the proxy, the benchmark database's
 Postgres backends, Redis, and this process ("client").
-Then 10,000 requests through the proxy while its resident memory is sampled: it must stay
+Then concurrency 10 once more with the simulator answering in 200 ms (a "slow" fault), and
+10,000 requests through the proxy while its resident memory is sampled: it must stay
 flat. `--workers 1 2` measures the proxy with one worker process, then with two (CPU and
 memory are then the sum over the workers).
 
@@ -291,6 +292,23 @@ async def bench_one(args: argparse.Namespace, http: aiohttp.ClientSession, floor
         proxied_run = await measure("(b) client -> proxy", proxied, count, concurrency, meters)
         report(direct_run, proxied_run, floor_run)
         print()
+
+    # The same at concurrency 10 with a 200 ms upstream: the answers arrive together and queue on
+    # the proxy's CPU, which is what users of a real provider see.
+    sim = f"http://127.0.0.1:{urlsplit(upstream.base_url).port}"
+    async with aiohttp.ClientSession(sim) as admin:
+        async with admin.post("/_sim/faults", json={"api_key": api_key, "fault": "slow", "delay": 0.2}) as r:
+            assert r.status == 201, await r.text()
+        count = 100 if args.quick else 400
+        print("  upstream answering in 200 ms")
+        direct_run = await measure("(a) SDK -> simulator", direct, count, 10, meters)
+        floor_run = await measure("(c) pass-through floor", floor, count, 10,
+                                  {**meters, "floor": lambda: cpu_seconds(pids["floor"])})
+        proxied_run = await measure("(b) client -> proxy", proxied, count, 10, meters)
+        report(direct_run, proxied_run, floor_run)
+        print()
+        async with admin.delete("/_sim/faults", json={"api_key": api_key}) as r:
+            assert r.status == 204, await r.text()
 
     total = 2000 if args.quick else 10_000
     step = total // 10
