@@ -130,6 +130,34 @@ async def test_publish_rollout_yank_and_minimum_each_change_the_etag_and_raise_t
     assert serials == sorted(serials) and len(set(serials)) == len(serials), serials
 
 
+async def test_a_rebuild_that_read_the_tables_before_a_change_cannot_put_older_manifests_back(client, monkeypatch):
+    # A worker's background rebuild (woken by an earlier change) may still be building when the next
+    # change commits; whichever finishes last must be the one that read the newer tables.
+    from server.releases import repo
+
+    await publish(client, "1.0.0", rollout=10)
+    service = service_of(client)
+    read_old_tables, let_it_finish = asyncio.Event(), asyncio.Event()
+    all_releases = repo.all_releases
+
+    async def slow_first_read(*args, **kwargs):
+        rows = await all_releases(*args, **kwargs)
+        if not read_old_tables.is_set():
+            read_old_tables.set()
+            await let_it_finish.wait()
+        return rows
+
+    monkeypatch.setattr(repo, "all_releases", slow_first_read)
+    background = asyncio.create_task(service.refresh())
+    await read_old_tables.wait()
+    change = asyncio.create_task(service.set_rollout("cep", "1.0.0", 50, actor=OPERATOR))
+    await asyncio.sleep(0.2)  # the change has committed and waits to rebuild, or has rebuilt already
+    let_it_finish.set()
+    await asyncio.gather(background, change)
+    _, body = await fetch_manifest(client)
+    assert json.loads(body)["latest"]["rollout"]["percent"] == 50
+
+
 async def test_manifests_are_served_from_memory_without_a_database_round_trip(client):
     await publish(client, "1.0.0")
     service = service_of(client)

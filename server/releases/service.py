@@ -66,6 +66,9 @@ class ReleaseService:
         self._download_urls: dict[str, str] = {}
         self._fingerprint: tuple | None = None
         self._wake = asyncio.Event()
+        # One rebuild at a time: a background rebuild that read the tables before a change commits
+        # must not finish after the change's own rebuild and put the older manifests back.
+        self._rebuilding = asyncio.Lock()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -127,6 +130,10 @@ class ReleaseService:
 
     async def refresh(self, *, now: datetime | None = None) -> None:
         """Rebuild every manifest from the database (a change, a missed message, or time to re-sign)."""
+        async with self._rebuilding:
+            await self._rebuild(now)
+
+    async def _rebuild(self, now: datetime | None) -> None:
         async with self.pool.acquire() as conn:
             releases = [Release.from_row(r) for r in await repo.all_releases(conn)]
             states = await repo.manifest_states(conn)
