@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from generation_support import Secrets, user_with  # noqa: F401  (re-exported)
-from helpers import json_log_capture
+# The secret check is the generation tests' own: one definition of what counts as a leak.
+from generation_support import Secrets, leaks, no_secret_in_logs_or_responses, user_with  # noqa: F401  (re-exported)
 from server.app import create_app
 from server.keybank import KEYBANK
 from server.settings import Settings
@@ -20,21 +20,6 @@ from server.simulator.llm import LlmSimulatorState, base_urls, create_llm_simula
 
 LLMS = ("openai", "anthropic", "gemini")
 ROUTES = "default=openai:gpt-4.1-mini>anthropic:claude-haiku-4-5>gemini:gemini-2.5-flash"
-
-
-@pytest.fixture
-def leaks() -> Secrets:
-    return Secrets()
-
-
-@pytest.fixture(autouse=True)
-def no_secret_in_logs_or_responses(leaks, caplog):
-    with json_log_capture(caplog) as stream:
-        yield stream
-    text = caplog.text + stream.getvalue()
-    seen = b"\n".join(leaks.responses)
-    assert [s for s in leaks.values if s in text] == [], "a secret reached a log line"
-    assert [s for s in leaks.values if s.encode() in seen] == [], "a secret reached a response"
 
 
 @pytest.fixture(autouse=True)
