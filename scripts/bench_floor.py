@@ -63,12 +63,25 @@ async def serve_passthrough(args: argparse.Namespace) -> None:
     await asyncio.Event().wait()
 
 
-async def serve_relay(args: argparse.Namespace) -> None:
-    host, port = args.target.rsplit(":", 1)
-    count = 0
+class RoundTripRelay:
+    """A byte relay in front of Postgres counting the messages a client then waits on (see the
+    module docstring). Also used by tests/test_generation_cost.py, in process."""
 
-    async def client_to_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal count
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.count = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1 (`port` 0: any free one); returns the port."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _client_to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The startup packet (and an SSL request before it) has no type byte.
         while True:
             length = struct.unpack("!I", await reader.readexactly(4))[0]
@@ -81,17 +94,18 @@ async def serve_relay(args: argparse.Namespace) -> None:
             length = struct.unpack("!I", head[1:])[0]
             body = await reader.readexactly(length - 4)
             if head[0] in WAITING_FOR_SERVER:
-                count += 1
+                self.count += 1
             writer.write(head + body)
 
-    async def server_to_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    @staticmethod
+    async def _server_to_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
             writer.write(data)
 
-    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(host, int(port))
-        tasks = [asyncio.ensure_future(client_to_server(client_reader, server_writer)),
-                 asyncio.ensure_future(server_to_client(server_reader, client_writer))]
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.target)
+        tasks = [asyncio.ensure_future(self._client_to_server(client_reader, server_writer)),
+                 asyncio.ensure_future(self._server_to_client(server_reader, client_writer))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except (OSError, asyncio.IncompleteReadError):
@@ -102,13 +116,17 @@ async def serve_relay(args: argparse.Namespace) -> None:
             client_writer.close()
             server_writer.close()
 
-    await asyncio.start_server(handle, "127.0.0.1", args.port)
+
+async def serve_relay(args: argparse.Namespace) -> None:
+    host, port = args.target.rsplit(":", 1)
+    relay = RoundTripRelay(host, int(port))
+    await relay.start(args.port)
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     print("ready", flush=True)
     while await stdin.readline():
-        print(count, flush=True)
+        print(relay.count, flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from generation_support import (  # noqa: F401 (fixtures, used by name; two of t
 )
 from generation_support import get, post, remaining, settled, user_with, wav_info
 from helpers import sign_up
-from server.credits import service as credits
+from server.credits import service as credits, sweep
 from server.generation.models import SfxRequest
 from server.generation.params import sfx_spec
 
@@ -255,3 +255,25 @@ async def test_a_request_cancelled_while_its_records_are_opened_holds_nothing_an
     resp, _ = await post(api, "/v1/sfx", user, SFX, key="open-then-leave")
     assert resp.status == 200
     assert await remaining(db, user.user_id) == 9
+
+
+async def test_a_take_whose_hold_expired_before_its_audio_arrived_is_not_charged(api, db, add_key, sim):
+    """The hold sweep frees a hold at its expiry even while its request still waits on the provider
+    (a take that outlived CREDIT_HOLD_TTL). The audio that then arrives is not charged: the closing
+    statement finds the hold released and writes nothing, and the take fails."""
+    _, secret = await add_key()
+    user = await user_with(api, db, 10)
+    sim.state.inject(secret, "slow", delay=0.6)
+    request = asyncio.ensure_future(post(api, "/v1/sfx", user, SFX))
+    while await db.fetchval("SELECT count(*) FROM credit_holds WHERE status = 'held'") == 0:
+        await asyncio.sleep(0.02)
+    await db.execute("UPDATE credit_holds SET expires_at = now() - interval '1 second'")
+    assert await sweep.sweep_once(db) == 1
+    resp, _ = await request
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "hold_closed"
+    assert await remaining(db, user.user_id) == 10
+    [row] = await generation_rows(db)
+    assert row["status"] == "failed" and row["credits_charged"] == 0 and row["failure_reason"] == "hold_closed"
+    assert await db.fetchval("SELECT status FROM credit_holds") == "expired"
+    assert await db.fetchval("SELECT status FROM generation_requests") == "failed"

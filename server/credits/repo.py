@@ -1,17 +1,13 @@
 """SQL of the credits domain. Parameters only; no string formatting.
 
-The two hot statements (RESERVE and SETTLE) each do their whole job in one round trip:
-lock the account row, write the hold, move the balance and append the ledger entries.
+The two hot operations, reserve and settle, each do their whole job in one round trip: they
+lock the account row, write the hold, move the balance and append the ledger entries. They are
+the SQL functions credit_reserve and credit_settle (migrations/0014_one_statement_generation.sql),
+so the generation domain's one-statement open and close run the very same money rules.
 Everything else runs inside a transaction opened by the service with the account locked.
 
 Lock order everywhere: the account row first, then hold rows. A capture racing a retry of
 the same key can therefore never deadlock.
-
-In the hot statements the new balances are computed from the row as the `account` CTE
-locked it (the latest version), never from `a.*` of the UPDATE: under READ COMMITTED an
-UPDATE first builds the new row from the version its snapshot saw and checks the CHECK
-constraints on it before it notices the newer version, so mixing the two would fail
-"balance >= 0" spuriously under concurrency.
 """
 
 from __future__ import annotations
@@ -36,116 +32,20 @@ async def acquire(db: Db) -> AsyncIterator[Conn]:
     else:
         yield db
 
-# $1 user_id, $2 key, $3 amount, $4 hold ttl seconds, $5 payment grace days.
-# Returns the new hold, or no row when the fast path does not apply: no account yet, a
-# calendar period to roll over, payment past due, a live hold for this key already, or not
-# enough credits. The service then works out which, under the same lock.
-RESERVE = """
-WITH account AS (
-    SELECT a.user_id, a.period_seq, a.period_balance, a.topup_balance, a.reserved,
-           p.monthly_credits IS NULL AS unlimited
-      FROM credit_accounts a
-      JOIN plans p ON p.code = a.plan_code
-     WHERE a.user_id = $1
-       AND (a.period_end > now() OR NOT p.calendar_periods)
-       AND (a.past_due_since IS NULL OR a.past_due_since > now() - make_interval(days => $5))
-       FOR UPDATE OF a
-), split AS (
-    -- The period's allowance is spent before credits that carry over.
-    SELECT user_id, period_seq, period_balance, topup_balance, reserved,
-           CASE WHEN unlimited THEN 0 ELSE least($3, period_balance) END AS from_period,
-           CASE WHEN unlimited THEN 0 ELSE $3 - least($3, period_balance) END AS from_topup
-      FROM account
-     WHERE unlimited OR period_balance + topup_balance >= $3
-), hold AS (
-    INSERT INTO credit_holds (user_id, key, amount, from_period, from_topup, period_seq, expires_at)
-    SELECT user_id, $2, $3, from_period, from_topup, period_seq, now() + make_interval(secs => $4)
-      FROM split
-        ON CONFLICT (user_id, key) WHERE status IN ('held', 'captured') DO NOTHING
-    RETURNING id, user_id, key, amount, from_period, from_topup, status, expires_at
-), debit AS (
-    UPDATE credit_accounts a
-       SET period_balance = split.period_balance - hold.from_period,
-           topup_balance = split.topup_balance - hold.from_topup,
-           reserved = split.reserved + hold.amount,
-           updated_at = now()
-      FROM hold, split
-     WHERE a.user_id = hold.user_id
- RETURNING a.period_balance + a.topup_balance AS balance
-), entry AS (
-    INSERT INTO credit_ledger (user_id, kind, amount, topup_amount, reserved_change, credits, balance_after,
-                               hold_id, idempotency_key)
-    SELECT hold.user_id, 'reserve', -(hold.from_period + hold.from_topup), -hold.from_topup, hold.amount,
-           hold.amount, debit.balance, hold.id, 'reserve:' || hold.id
-      FROM hold, debit
-)
-SELECT hold.id, hold.user_id, hold.key, hold.amount, hold.status, hold.expires_at FROM hold
-"""
-
-# $1 hold_id, $2 credits to capture (NULL when releasing), $3 new status, $4 reason.
-# Settles a held hold: the captured part becomes used, the rest goes back to the part of
-# the balance it came from. Allowance held across a period change is not given back (that
-# period's allowance has expired). No row when the hold is missing or already settled.
-SETTLE = """
-WITH account AS (
-    SELECT a.user_id, a.period_seq, a.period_balance, a.topup_balance, a.reserved, a.used
-      FROM credit_accounts a
-     WHERE a.user_id = (SELECT user_id FROM credit_holds WHERE id = $1)
-       FOR UPDATE
-), hold AS (
-    UPDATE credit_holds h
-       SET status = $3,
-           captured = CASE WHEN $3 = 'captured' THEN least($2::integer, h.amount) END,
-           settled_at = now()
-      FROM account
-     WHERE h.id = $1 AND h.status = 'held' AND h.user_id = account.user_id
- RETURNING h.id, h.user_id, h.amount, coalesce(h.captured, 0) AS captured,
-           h.from_topup, h.from_period, (h.period_seq = account.period_seq) AS same_period
-), split AS (
-    SELECT hold.*,
-           least(captured, from_period) AS charged_period
-      FROM hold
-), back AS (
-    SELECT split.*,
-           CASE WHEN same_period THEN from_period - charged_period ELSE 0 END AS back_period,
-           from_topup - least(captured - charged_period, from_topup) AS back_topup
-      FROM split
-), credit AS (
-    UPDATE credit_accounts a
-       SET period_balance = account.period_balance + back.back_period,
-           topup_balance = account.topup_balance + back.back_topup,
-           reserved = account.reserved - back.amount,
-           used = account.used + back.captured,
-           updated_at = now()
-      FROM back, account
-     WHERE a.user_id = back.user_id
- RETURNING a.period_balance + a.topup_balance AS balance, a.used, a.allowance
-), entries AS (
-    INSERT INTO credit_ledger (user_id, kind, amount, topup_amount, reserved_change, credits, balance_after,
-                               hold_id, idempotency_key, reason)
-    SELECT back.user_id, 'capture', 0, 0, -back.captured, back.captured,
-           credit.balance - back.back_period - back.back_topup, back.id, 'capture:' || back.id, NULL
-      FROM back, credit
-     WHERE $3 = 'captured'
-    UNION ALL
-    SELECT back.user_id, 'release', back.back_period + back.back_topup, back.back_topup,
-           -(back.amount - back.captured), back.amount - back.captured,
-           credit.balance, back.id, 'release:' || back.id, $4
-      FROM back, credit
-     WHERE $3 <> 'captured' OR back.amount > back.captured
-)
-SELECT back.user_id, back.amount, back.captured, back.back_period + back.back_topup AS returned, credit.balance,
-       credit.used, credit.allowance
-  FROM back, credit
-"""
-
 
 async def try_reserve(conn: Conn, user_id: uuid.UUID, key: str, amount: int, *, ttl: float, grace_days: int):
-    return await conn.fetchrow(RESERVE, user_id, key, amount, float(ttl), grace_days)
+    """The new hold, or None when the fast path does not apply: no account yet, a calendar period
+    to roll over, payment past due, a live hold for this key already, or not enough credits. The
+    service then works out which, under the same lock. (credit_reserve, migrations/0014.)"""
+    return await conn.fetchrow(
+        "SELECT * FROM credit_reserve($1, ARRAY[$2::text], ARRAY[$3::integer], $4, $5)",
+        user_id, key, amount, float(ttl), grace_days,
+    )
 
 
 async def settle(conn: Conn, hold_id: uuid.UUID, captured: int | None, status: str, reason: str | None):
-    return await conn.fetchrow(SETTLE, hold_id, captured, status, reason)
+    """Settle a held hold (credit_settle, migrations/0014); None when it is missing or settled already."""
+    return await conn.fetchrow("SELECT * FROM credit_settle($1, $2, $3, $4)", hold_id, captured, status, reason)
 
 
 USAGE_CHANNEL = "usage_threshold"

@@ -135,8 +135,8 @@ async def capture_with_balance(db: Db, hold_id: uuid.UUID, actual: int) -> tuple
     async with repo.acquire(db) as conn:
         row = await repo.settle(conn, hold_id, actual, "captured", None)
         if row is not None:
-            if crossed_threshold(row["used"] - row["captured"], row["used"], row["allowance"]):
-                await _announce_usage(conn, row["user_id"])
+            await announce_if_crossed(conn, row["user_id"], used=row["used"], captured=row["captured"],
+                                      allowance=row["allowance"])
             if actual > row["amount"]:
                 log.warning("capture above the hold charged as the hold",
                             extra={"hold_id": str(hold_id), "held": row["amount"], "actual": actual})
@@ -382,6 +382,15 @@ async def _open_period(
     if grant_key is not None:
         await repo.insert_entry(conn, user_id, "grant", amount=granted, credits=granted,
                                 balance_after=balance + granted, key=grant_key, reason=reason)
+
+
+async def announce_if_crossed(db: Db, user_id: uuid.UUID, *, used: int, captured: int, allowance: int) -> None:
+    """After a capture of `captured` credits that brought the period's use to `used`: announce it if
+    that crossed a usage threshold. For captures made elsewhere in one statement with other writes
+    (server/generation's closing statement), which then call this after their commit."""
+    if crossed_threshold(used - captured, used, allowance):
+        async with repo.acquire(db) as conn:
+            await _announce_usage(conn, user_id)
 
 
 async def _announce_usage(conn: repo.Conn, user_id: uuid.UUID) -> None:

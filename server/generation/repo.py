@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
@@ -46,6 +46,41 @@ class RequestClaim:
 class OpenedRequest:
     claim: RequestClaim
     generation_ids: list[uuid.UUID]  # one per variation, in order; empty unless the claim is fresh
+    # (hold id, expiry) per hold asked of open_generation, in the order asked; empty otherwise
+    holds: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
+
+
+class HoldGone(Exception):
+    """The take's credit hold was released (or is missing) by the time its audio was to be charged."""
+
+    def __init__(self, missing: bool) -> None:
+        super().__init__("the credit hold does not exist" if missing else "the credit hold was released")
+        self.missing = missing
+
+
+async def open_generation(
+    conn: Conn, *, user_id: uuid.UUID, idempotency_key: str, request_hash: str, kind: str, params: dict[str, Any],
+    prompt: str | None, text: str | None, variations: Sequence[int], audio_hash: str, owner: str | None,
+    holds: Sequence[tuple[str, int]], hold_ttl: float, grace_days: int,
+) -> OpenedRequest | None:
+    """The common opening in one statement (generation_open, migrations/0014): the idempotency
+    record, a credit hold per (key, amount) in `holds`, all or none, and a pending row per variation;
+    or the record already there under this key, untouched (claim.fresh is then False).
+
+    None: the credits' fast path did not apply (no account yet, a period to roll over, payment past
+    due, not enough credits); nothing was written and open_request's transaction must find out why."""
+    row = await conn.fetchrow(
+        "SELECT * FROM generation_open($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        user_id, idempotency_key, request_hash, kind, owner, _stored_params(params, variations), prompt, text,
+        list(variations), audio_hash, [k for k, _ in holds], [a for _, a in holds], float(hold_ttl), grace_days,
+    )
+    if row is None:
+        return None
+    claim = RequestClaim(row["id"], row["status"], row["request_hash"], row["attempt"], row["fresh"], row["updated_at"])
+    if not claim.fresh:
+        return OpenedRequest(claim, [])
+    return OpenedRequest(claim, list(row["generation_ids"]),
+                         list(zip(row["hold_ids"] or [], row["hold_expires_at"] or [])))
 
 
 async def open_request(
@@ -177,30 +212,46 @@ async def create_pending(
     )
 
 
-async def mark_succeeded(
+async def succeed(
     conn: Conn, generation_id: uuid.UUID, *, storage_key: str, format: str, duration_seconds: float, sample_rate: int,
     size_bytes: int, credits_charged: int, hold_id: uuid.UUID | None, cached: bool, upstream_key_id: int | None,
     upstream_request_id: str | None, upstream_cost: int | None, upstream_attempts: int, latency_ms: int,
     finish_request: uuid.UUID | None = None, attempt: int | None = None,
 ) -> asyncpg.Record | None:
-    """The row succeeds; with `finish_request`, that idempotency record too, in the same statement.
-    None when the row is no longer pending: a retry took the request over, or the sweep closed it."""
-    return await conn.fetchrow(
-        f"""WITH finished AS (
-               UPDATE generation_requests SET status = 'succeeded', updated_at = now()
-                WHERE id = $15 AND $15 IS NOT NULL AND ($16::integer IS NULL OR attempt = $16))
-           UPDATE generations
-               SET status = 'succeeded', storage_key = $2, format = $3, duration_seconds = $4, sample_rate = $5,
-                   size_bytes = $6, credits_charged = $7, hold_id = $8, cached = $9, upstream_key_id = $10,
-                   upstream_request_id = $11, upstream_cost = $12, upstream_attempts = $13, latency_ms = $14,
-                   completed_at = now()
-             WHERE id = $1 AND status = 'pending'
-         RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
-                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at, {TAKES}""",
-        generation_id, storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-        cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts, latency_ms, finish_request,
-        attempt,
+    """In one statement (generation_succeed, migrations/0014): the row succeeds, with
+    `finish_request` that idempotency record too while try `attempt` owns it, and the hold is
+    captured. The row has the generation's columns plus charged_now (None when the hold had been
+    captured before: this call moved nothing), balance, used and allowance as the capture left them.
+
+    None when the row is no longer pending (nothing written): a retry took the request over, the
+    sweep closed it, or this very write committed before its connection died. HoldGone when the
+    hold was released meanwhile (nothing written)."""
+    try:
+        return await conn.fetchrow(
+            "SELECT * FROM generation_succeed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            generation_id, hold_id, credits_charged, finish_request, attempt, storage_key, format, duration_seconds,
+            sample_rate, size_bytes, cached, upstream_key_id, upstream_request_id, upstream_cost, upstream_attempts,
+            latency_ms,
+        )
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate in ("CR404", "CR409"):
+            raise HoldGone(missing=exc.sqlstate == "CR404") from None
+        raise
+
+
+async def fail(
+    conn: Conn, generation_ids: Sequence[uuid.UUID], *, status: str, reason: str, holds: Sequence[uuid.UUID],
+    release_reason: str, hold_id: uuid.UUID | None = None, upstream_key_id: int | None = None,
+    upstream_request_id: str | None = None, upstream_cost: int | None = None, upstream_attempts: int = 0,
+    latency_ms: int | None = None,
+) -> int:
+    """In one statement (generation_fail, migrations/0014): the rows still pending fail and, if any
+    did, `holds` are released. A row no longer pending was taken over, with its hold, by a retry
+    (or closed by the sweep): its hold is not this call's to release. Returns how many rows closed."""
+    return await conn.fetchval(
+        "SELECT generation_fail($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        list(generation_ids), list(holds), status, reason, release_reason, hold_id, upstream_key_id,
+        upstream_request_id, upstream_cost, upstream_attempts, latency_ms,
     )
 
 

@@ -44,7 +44,7 @@ import redis.asyncio as aioredis
 
 from server.audio.service import CorruptAudio, ProcessedAudio, process_for_editing
 from server.credits import service as credits
-from server.credits.models import Hold, Plan
+from server.credits.models import Hold, HoldClosed, HoldNotFound, Plan
 from server.credits.pricing import Pricing, quote_sfx, quote_voice
 from server.generation import repo
 from server.generation.naming import filename_for
@@ -263,8 +263,45 @@ class GenerationService:
             await self._wait_while_in_progress(claim.id, waited_until)
 
     async def _open(self, job: Job, cached: dict[int, asyncpg.Record]) -> repo.RequestClaim:
-        """One transaction: the idempotency record, a pending row per take, and every take's credit
-        hold (all or none). A refusal (402) is recorded as failed rows in the same commit."""
+        """The idempotency record, a pending row per take and every take's credit hold (all or
+        none), in one statement when the account can simply pay (repo.open_generation). A retry of
+        a request that is not answered yet, and an account the fast path cannot serve, go through
+        one explicit transaction instead (_open_in_transaction)."""
+        spec = job.spec
+        takes = [(variation, cached.get(variation)) for variation in range(spec.variations)]
+        prices = [self.cache_price(job) if hit is not None else self.reserve_price(job) for _, hit in takes]
+        keys = [hold_key(job.user_id, job.idempotency_key, variation) for variation, _ in takes]
+        paid = [i for i, price in enumerate(prices) if price > 0]
+        opened = await repo.open_generation(
+            self.pool, user_id=job.user_id, idempotency_key=job.idempotency_key, request_hash=spec.request_hash,
+            kind=spec.kind, params=spec.params, prompt=spec.prompt, text=spec.text, variations=range(spec.variations),
+            audio_hash=spec.audio_hash, owner=self.owner_name, holds=[(keys[i], prices[i]) for i in paid],
+            hold_ttl=self.settings.hold_ttl, grace_days=self.settings.payment_grace_days,
+        )
+        if opened is None:
+            return await self._open_in_transaction(job, cached)
+        claim = opened.claim
+        if not claim.fresh:
+            if claim.request_hash == spec.request_hash and claim.status != "succeeded":
+                # A failed earlier try, or one still running whose owner may be gone: a takeover to decide.
+                return await self._open_in_transaction(job, cached)
+            return claim
+        job.request_id = claim.id
+        job.attempt = claim.attempt
+        holds = dict(zip(paid, opened.holds))
+        for (variation, hit), price, key, generation_id in zip(takes, prices, keys, opened.generation_ids):
+            take = Take(generation_id, variation, price, cached=hit)
+            if variation in holds:
+                hold_id, expires_at = holds[variation]
+                take.hold = Hold(hold_id, job.user_id, price, key, "held", expires_at)
+            job.takes.append(take)
+        return claim
+
+    async def _open_in_transaction(self, job: Job, cached: dict[int, asyncpg.Record]) -> repo.RequestClaim:
+        """One transaction: the idempotency record (or the takeover of an unanswered one), a pending
+        row per take, and every take's credit hold (all or none), with the credits' slow path that
+        rolls a period over or says why the account cannot pay. A refusal (402) is recorded as failed
+        rows in the same commit."""
         spec = job.spec
         refused: ApiError | None = None
         async with self.pool.acquire() as conn, conn.transaction():
@@ -312,8 +349,8 @@ class GenerationService:
                 refused = exc
                 for take in job.takes:
                     take.hold = None
-                await repo.mark_failed(conn, [t.generation_id for t in job.takes], status="failed",
-                                       reason=failure_of(exc)[1])
+                await repo.fail(conn, [t.generation_id for t in job.takes], status="failed",
+                                reason=failure_of(exc)[1], holds=[], release_reason="refused")
                 await repo.finish_request(conn, claim.id, "failed")
         if refused is not None:
             self.metrics.generations.labels(spec.kind, "refused").inc(len(job.takes))
@@ -470,13 +507,9 @@ class GenerationService:
 
     async def _fail_all(self, job: Job, exc: BaseException) -> None:
         status, reason = failure_of(exc)
-        async with self.pool.acquire() as conn, conn.transaction():
-            closed = await repo.mark_failed(conn, [t.generation_id for t in job.takes], status=status, reason=reason)
-            # Rows no longer pending were taken over with their holds by a retry: not ours to release.
-            if closed:
-                for take in job.takes:
-                    if take.hold is not None:
-                        await credits.release(conn, take.hold.id, reason="request failed before generation")
+        await repo.fail(self.pool, [t.generation_id for t in job.takes], status=status, reason=reason,
+                        holds=[t.hold.id for t in job.takes if t.hold is not None],
+                        release_reason="request failed before generation")
         self.metrics.generations.labels(job.spec.kind, status).inc(len(job.takes))
 
     async def _outcome(self, job: Job, settled: list[Any], results: list[GenerationResult]) -> Outcome:
@@ -554,62 +587,62 @@ class GenerationService:
             raise
 
     async def _record_success(self, job: Job, take: Take, *, charge: int, cached: bool, **audio: Any) -> asyncpg.Record:
-        """The row, the request's status and the charge in one commit. The credit account row is
-        locked by the capture, so that comes last and the lock is held as briefly as possible.
+        """The row, the request's status and the charge in one statement (repo.succeed).
 
-        This commit waits for the disk (the default): once the audio is answered, its charge and
-        history row survive a crash of Postgres too. It also makes the opening transaction durable,
-        whose own commit does not wait (see repo.open_request). The flush costs ~0.3 ms here."""
+        Its commit waits for the disk (the default): once the audio is answered, its charge and
+        history row survive a crash of Postgres too. It also makes the opening statement durable,
+        whose own commit does not wait (see repo.open_generation). The flush costs ~0.3 ms here."""
         single = len(job.takes) == 1
         charge = charge if take.hold is not None else 0
         log_ = take.log
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await repo.mark_succeeded(
-                conn, take.generation_id, credits_charged=charge, hold_id=take.hold.id if take.hold else None,
+        try:
+            row = await repo.succeed(
+                self.pool, take.generation_id, credits_charged=charge, hold_id=take.hold.id if take.hold else None,
                 cached=cached, upstream_key_id=log_.key_id, upstream_request_id=log_.request_id,
                 upstream_cost=log_.cost if log_.cost_known else None, upstream_attempts=log_.attempts,
                 finish_request=job.request_id if single else None, attempt=job.attempt, **audio,
             )
-            if row is None:
-                # No longer pending: this very write committed before its connection died (a
-                # repeat), or a retry took the request over, or the sweep closed the row.
-                row = await repo.generation_row(conn, take.generation_id)
-                if row is None or row["status"] != "succeeded":
-                    raise Conflict("A newer request with this Idempotency-Key took over; retry to get its result",
-                                   code="idempotency_in_progress")
-                if single:
-                    job.finished = True
-                return row
-            balance: int | None = None
-            if take.hold is not None:
-                charged, balance = await credits.capture_with_balance(conn, take.hold.id, charge)
-                if charged != charge:  # the hold was captured before (a retried request): keep its figure
-                    row = await repo.set_charged(conn, take.generation_id, charged)
+        except repo.HoldGone as gone:
+            # The sweep released the hold at its expiry (a take that outlived CREDIT_HOLD_TTL):
+            # nothing was written, and the take fails uncharged.
+            if gone.missing:
+                raise HoldNotFound("No such credit hold") from None
+            raise HoldClosed("The credit hold was already released",
+                             details={"hold_id": str(take.hold.id) if take.hold else None}) from None
+        if row is None:
+            # No longer pending: this very write committed before its connection died (a
+            # repeat), or a retry took the request over, or the sweep closed the row.
+            row = await repo.generation_row(self.pool, take.generation_id)
+            if row is None or row["status"] != "succeeded":
+                raise Conflict("A newer request with this Idempotency-Key took over; retry to get its result",
+                               code="idempotency_in_progress")
             if single:
-                if job.plan.unlimited:
-                    job.remaining = None
-                elif balance is not None:
-                    job.remaining = balance
-                else:
-                    job.remaining = (await credits.summary(conn, job.user_id)).remaining
-        if balance is not None:  # committed, and this call charged (a retried capture moved nothing)
+                job.finished = True
+            return row
+        charged = row["charged_now"]  # None: the hold was captured before (a retried request)
+        if charged is not None:
             self.metrics.credits_charged.labels(job.spec.kind).inc(charged)
+            await credits.announce_if_crossed(self.pool, job.user_id, used=row["used"], captured=charged,
+                                              allowance=row["allowance"])
         if single:
+            if job.plan.unlimited:
+                job.remaining = None
+            elif charged is not None:
+                job.remaining = row["balance"]
+            else:
+                job.remaining = (await credits.summary(self.pool, job.user_id)).remaining
             job.finished = True
         return row
 
     async def _fail_take(self, job: Job, take: Take, exc: BaseException, started: float) -> None:
         status, reason = failure_of(exc)
-        async with self.pool.acquire() as conn, conn.transaction():
-            closed = await repo.mark_failed(
-                conn, [take.generation_id], status=status, reason=reason,
-                hold_id=take.hold.id if take.hold else None, upstream_key_id=take.log.key_id,
-                upstream_request_id=take.log.request_id, upstream_cost=take.log.cost if take.log.cost_known else None,
-                upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
-            )
-            # A row no longer pending was taken over with its hold by a retry: not ours to release.
-            if closed and take.hold is not None:
-                await credits.release(conn, take.hold.id, reason="generation failed")
+        await repo.fail(
+            self.pool, [take.generation_id], status=status, reason=reason,
+            holds=[take.hold.id] if take.hold else [], release_reason="generation failed",
+            hold_id=take.hold.id if take.hold else None, upstream_key_id=take.log.key_id,
+            upstream_request_id=take.log.request_id, upstream_cost=take.log.cost if take.log.cost_known else None,
+            upstream_attempts=take.log.attempts, latency_ms=_ms_since(started),
+        )
         self.metrics.generations.labels(job.spec.kind, status).inc()
         if reason == "internal_error":
             log.error("generation failed unexpectedly", exc_info=exc, extra={"generation_id": str(take.generation_id)})
