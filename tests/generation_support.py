@@ -191,3 +191,20 @@ async def settled(db, timeout: float = 10.0) -> None:
     while await db.fetchval("SELECT count(*) FROM generations WHERE status = 'pending'"):
         assert asyncio.get_running_loop().time() < deadline, "generations still pending"
         await asyncio.sleep(0.05)
+
+
+def count_thread_hops(monkeypatch) -> list[str]:
+    """From now on, the name of every function the running loop hands to a pool thread, except
+    the in-process provider simulator's (it stands in for ElevenLabs, it is not our cost)."""
+    loop = asyncio.get_running_loop()
+    hops: list[str] = []
+    original = loop.run_in_executor
+
+    def counting(executor, fn, *args):
+        target = getattr(fn, "func", fn)  # functools.partial
+        if not getattr(target, "__module__", "").startswith("server.simulator"):
+            hops.append(getattr(target, "__qualname__", repr(target)))
+        return original(executor, fn, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
+    return hops

@@ -1,10 +1,15 @@
-"""What one generation asks of Postgres: three round trips.
+"""What one generation costs: three Postgres round trips and one trip to the thread pool.
 
 1. who is asking: the access token's session, the account's status and its plan, in one query;
 2. opening the request: the idempotency record, the credit hold and the pending history row, in
    one statement (generation_open in migrations/0014);
 3. closing it: the history row, the request's status and the capture, in one statement
    (generation_succeed), whose commit waits for the WAL flush.
+
+Post-processing and storing take one trip to the thread pool at most (waking a pool thread costs
+about as much CPU as processing a short clip): a short WAV is processed on the event loop and the
+store's put hashes and writes it on a pool thread; anything longer, or an MP3, is processed,
+hashed and written by one pool thread.
 
 Round trips are counted on the wire, by the relay scripts/bench_proxy.py uses: every message a
 client then waits on (a statement, or a BEGIN or COMMIT of its own). The money rules these
@@ -19,8 +24,9 @@ import pytest
 from generation_support import (  # noqa: F401 (fixtures, used by name; two of them autouse)
     add_key, bank, books_balance, gen_env, leaks, no_secret_in_logs_or_responses, sim,
 )
-from generation_support import post, remaining, user_with
+from generation_support import count_thread_hops, post, remaining, user_with, wav_info
 from server.app import create_app
+from server.generation import GENERATION
 from server.settings import Settings
 
 GENERATIONS = 5
@@ -88,3 +94,35 @@ async def test_a_refused_generation_costs_the_slow_path_only_when_it_is_refused(
     assert [(r["status"], r["failure_reason"]) for r in rows] == [("succeeded", None), ("failed", "insufficient_credits")]
     assert [r["status"] for r in await db.fetch("SELECT status FROM generation_requests ORDER BY created_at")] == [
         "succeeded", "failed"]
+
+
+@pytest.mark.parametrize("body, hop", [
+    ({"duration_seconds": 2}, "LocalStorage._put"),
+    ({"duration_seconds": 2, "format": "mp3"}, "GenerationService._process_and_store.<locals>.off_the_loop"),
+    ({"duration_seconds": 20}, "GenerationService._process_and_store.<locals>.off_the_loop"),
+], ids=["short-wav", "mp3", "long-wav"])
+async def test_processing_and_storing_a_clip_take_one_trip_to_the_thread_pool(api, db, add_key, monkeypatch, body, hop):
+    await add_key()
+    user = await user_with(api, db, 100)
+    hops = count_thread_hops(monkeypatch)
+    resp, data = await post(api, "/v1/sfx", user, {"prompt": "rain on a tin roof", **body})
+    assert resp.status == 200, await resp.text()
+    assert hops == [hop]
+    key = (await db.fetchrow("SELECT storage_key FROM generations"))["storage_key"]
+    assert key.endswith("." + body.get("format", "wav"))
+    assert (api.app[GENERATION].storage.path(key)).read_bytes() == data
+
+
+async def test_a_long_voice_over_is_joined_processed_and_stored_in_one_trip_to_the_thread_pool(
+    api, db, add_key, monkeypatch
+):
+    await add_key()
+    user = await user_with(api, db, 100)
+    service = api.app[GENERATION]
+    service.settings = service.settings.replace(voice_chunk_chars=100)
+    script = " ".join(f"This is sentence number {n} of the script." for n in range(1, 7))
+    hops = count_thread_hops(monkeypatch)
+    resp, data = await post(api, "/v1/voice", user, {"text": script, "voice_id": "21m00Tcm4TlvDq8ikWAM"})
+    assert resp.status == 200, await resp.text()
+    assert hops == ["GenerationService._process_and_store.<locals>.off_the_loop"]
+    assert wav_info(data)[0] == 48000

@@ -12,12 +12,13 @@ import pytest
 from generation_support import (  # noqa: F401 (fixtures, used by name; one of them autouse)
     add_key, api, bank, leaks, no_secret_in_logs_or_responses, service, sim,
 )
-from generation_support import get, post, remaining, user_with, wav_info
+from generation_support import count_thread_hops, get, post, remaining, user_with, wav_info
 from helpers import sign_up
 from portal.accounts import delete_account
 from server.app import create_app
 from server.generation import retention
 from server.settings import Settings
+from server.storage import key_for
 from server.storage.s3 import S3Storage
 from test_storage_s3 import bucket_objects
 
@@ -116,6 +117,20 @@ async def test_the_panel_can_fetch_audio_from_a_presigned_link_only_for_its_own_
     resp, _ = await get(api, f"/v1/generations/{generation_id}/audio-link", stranger)
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "generation_not_found"
     assert (await api.get(f"/v1/generations/{generation_id}/audio-link")).status == 401
+
+
+async def test_a_long_clip_is_processed_and_hashed_in_one_trip_to_the_thread_pool_then_uploaded(
+    api, db, add_key, service, s3_env, monkeypatch
+):
+    await add_key()
+    user = await user_with(api, db, 20)
+    hops = count_thread_hops(monkeypatch)
+    resp, data = await post(api, "/v1/sfx", user, {"prompt": "distant thunder", "duration_seconds": 2, "format": "mp3"})
+    assert resp.status == 200
+    assert hops == ["GenerationService._process_and_store.<locals>.off_the_loop"]
+    key = await db.fetchval("SELECT storage_key FROM generations")
+    assert key == key_for(data, "mp3")
+    assert bucket_objects(s3_env) == [f"sfx/audio/{key[:2]}/{key[2:4]}/{key}"]
 
 
 async def test_retention_and_account_deletion_remove_the_objects(api, db, add_key, service, s3_env):

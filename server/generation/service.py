@@ -55,7 +55,7 @@ from server.keybank import KeyBank, Lease
 from server.outages import is_unavailable, retry_through_outage, unavailable
 from server.providers.elevenlabs import Upstream, UpstreamAudio
 from server.settings import Settings
-from server.storage import BlobStorage
+from server.storage import BlobStorage, key_for
 from server.web.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, UpstreamError, ValidationFailed
 from server.web.metrics import Metrics
 
@@ -527,10 +527,9 @@ class GenerationService:
         started = time.monotonic()
         spec = job.spec
         try:
-            raw = await (self._sound_effect(job, take) if spec.kind == "sfx" else self._speech(job, take))
+            parts = [await self._sound_effect(job, take)] if spec.kind == "sfx" else await self._speech(job, take)
             take.produced = True
-            processed = await self._post_process(spec, raw)
-            storage_key = await self.storage.put(processed.data, processed.format)
+            processed, storage_key = await self._process_and_store(spec, parts)
         except BaseException as exc:
             await self._settle(take, functools.partial(self._fail_take, job, take, exc, started), "a release")
             if isinstance(exc, CorruptAudio):
@@ -684,9 +683,9 @@ class GenerationService:
 
         return await self._keybank_run(attempt, None, job)
 
-    async def _speech(self, job: Job, take: Take) -> UpstreamAudio:
+    async def _speech(self, job: Job, take: Take) -> list[UpstreamAudio]:
         """A long script becomes several requests, each told its neighbours' text so the joins
-        sound continuous, then one file."""
+        sound continuous; _process_and_store joins their audio into one file."""
         p = job.spec.params
         chunks = split_script(p["text"], chunk_limit(p["model_id"], self.settings.voice_chunk_chars))
         parts: list[UpstreamAudio] = []
@@ -704,10 +703,7 @@ class GenerationService:
                 return audio
 
             parts.append(await self._keybank_run(attempt, job.key_ids, job))
-        if len(parts) == 1:
-            return parts[0]
-        data = await self._in_executor(stitch_wavs, [part.data for part in parts])
-        return UpstreamAudio(data, parts[0].output_format, None, None)
+        return parts
 
     async def _voice_owners(self, spec: Spec) -> set[int] | None:
         owners, catalog = await self.voices.owners(spec.params["voice_id"])
@@ -719,17 +715,36 @@ class GenerationService:
             )
         return owners
 
-    async def _post_process(self, spec: Spec, audio: UpstreamAudio) -> ProcessedAudio:
-        work = functools.partial(
-            process_for_editing, audio.data, kind=spec.kind, loop=bool(spec.params.get("loop")),
-            headroom_db=self.settings.audio_headroom_db, bit_depth=spec.bit_depth, output=spec.format,
-            source_format=audio.output_format, length_seconds=spec.length_seconds,
-        )
-        if len(audio.data) <= INLINE_AUDIO_BYTES and spec.format == "wav":
-            # A short WAV takes ~0.3 ms (scripts/bench_audio.py): less than waking a pool thread
-            # and handing the result back, and too short to hold other requests up.
-            return work()
-        return await self._in_executor(work)
+    async def _process_and_store(self, spec: Spec, parts: list[UpstreamAudio]) -> tuple[ProcessedAudio, str]:
+        """The provider's audio (the chunks of a long voice-over joined), post-processed for editing
+        and stored, with one trip to the thread pool at most: waking a pool thread and handing the
+        result back costs about as much CPU as processing a short clip, so a long clip (or MP3) is
+        joined, processed, hashed and, on a local folder, written by the same thread; an S3 upload
+        then goes out from the event loop."""
+
+        def work() -> ProcessedAudio:
+            data = parts[0].data if len(parts) == 1 else stitch_wavs([part.data for part in parts])
+            return process_for_editing(
+                data, kind=spec.kind, loop=bool(spec.params.get("loop")), headroom_db=self.settings.audio_headroom_db,
+                bit_depth=spec.bit_depth, output=spec.format, source_format=parts[0].output_format,
+                length_seconds=spec.length_seconds,
+            )
+
+        if len(parts) == 1 and len(parts[0].data) <= INLINE_AUDIO_BYTES and spec.format == "wav":
+            # A short WAV takes ~0.3 ms (scripts/bench_audio.py): less than the thread hop, and too
+            # short to hold other requests up. The store's own put makes the one hop (hash, write).
+            processed = work()
+            return processed, await self.storage.put(processed.data, processed.format)
+
+        def off_the_loop() -> tuple[ProcessedAudio, str | None, str]:
+            processed = work()
+            stored = self.storage.put_blocking(processed.data, processed.format)
+            return processed, stored, stored or key_for(processed.data, processed.format)
+
+        processed, stored, key = await self._in_executor(off_the_loop)
+        if stored is None:
+            stored = await self.storage.put(processed.data, processed.format, key=key)
+        return processed, stored
 
     async def _in_executor(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

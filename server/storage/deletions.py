@@ -68,8 +68,11 @@ class DurableDeletes:
 
     # --- the rest of the interface, unchanged -------------------------------------------------
 
-    async def put(self, data: bytes, ext: str) -> str:
-        return await self.backend.put(data, ext)
+    async def put(self, data: bytes, ext: str, *, key: str | None = None) -> str:
+        return await self.backend.put(data, ext, key=key)
+
+    def put_blocking(self, data: bytes, ext: str) -> str | None:
+        return self.backend.put_blocking(data, ext)
 
     async def read(self, key: str) -> bytes:
         return await self.backend.read(key)

@@ -101,9 +101,11 @@ class S3Storage:
 
     # --- the interface ------------------------------------------------------------------
 
-    async def put(self, data: bytes, ext: str) -> str:
-        # Hashing a long clip takes milliseconds: off the event loop.
-        key = await asyncio.get_running_loop().run_in_executor(None, key_for, data, ext)
+    async def put(self, data: bytes, ext: str, *, key: str | None = None) -> str:
+        if key is None:
+            # Hashing a long clip takes milliseconds: off the event loop.
+            key = await asyncio.get_running_loop().run_in_executor(None, key_for, data, ext)
+        validate_key(key)
         content_type = CONTENT_TYPES.get(key.rsplit(".", 1)[1], "application/octet-stream")
         # Same key, same bytes: a second put just refreshes the object's time, which a sweep's
         # `older_than` grace then counts from, as with the local folder.
@@ -111,6 +113,9 @@ class S3Storage:
             self.store, self.location(key), data, attributes={"Content-Type": content_type},
         ))
         return key
+
+    def put_blocking(self, data: bytes, ext: str) -> None:
+        return None  # uploads are asynchronous: see put()
 
     async def read(self, key: str) -> bytes:
         result = await self._call("read", obstore.get_async(self.store, self.location(key)), key)

@@ -88,7 +88,17 @@ class BlobStorage(Protocol):
     """What every backend offers. Reads stream: nothing here needs a whole blob in memory,
     except `read`, for callers that need the bytes anyway."""
 
-    async def put(self, data: bytes, ext: str) -> str: ...
+    async def put(self, data: bytes, ext: str, *, key: str | None = None) -> str:
+        """Store `data`; returns its key. `key`: key_for(data, ext), when the caller hashed already."""
+        ...
+
+    def put_blocking(self, data: bytes, ext: str) -> str | None:
+        """For a caller on a worker thread already (post-processing, say): store `data` from there,
+        so one trip to the thread pool does both, when this backend writes with blocking I/O (a
+        local folder); returns the key. None when it uploads asynchronously (S3): the caller then
+        awaits put() with the key it hashed on its thread."""
+        ...
+
     async def read(self, key: str) -> bytes: ...
     async def delete(self, key: str) -> bool: ...
     async def exists(self, key: str) -> bool: ...
@@ -120,9 +130,12 @@ class LocalStorage:
         validate_key(key)
         return self.root / key[:2] / key[2:4] / key
 
-    async def put(self, data: bytes, ext: str) -> str:
+    async def put(self, data: bytes, ext: str, *, key: str | None = None) -> str:
         # Hashing a long clip takes milliseconds: off the event loop too, with the write.
-        return await self._run(self._put, data, ext)
+        return await self._run(self._put, data, ext, key)
+
+    def put_blocking(self, data: bytes, ext: str) -> str:
+        return self._put(data, ext)
 
     async def open(self, key: str) -> IO[bytes]:
         """A binary file object for reading (caller closes it)."""
@@ -186,8 +199,8 @@ class LocalStorage:
 
     # --- blocking parts (run in the executor) ---
 
-    def _put(self, data: bytes, ext: str) -> str:
-        key = key_for(data, ext)
+    def _put(self, data: bytes, ext: str, key: str | None = None) -> str:
+        key = validate_key(key) if key is not None else key_for(data, ext)
         self._write(self.path(key), data)
         return key
 
