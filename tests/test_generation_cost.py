@@ -126,3 +126,19 @@ async def test_a_long_voice_over_is_joined_processed_and_stored_in_one_trip_to_t
     assert resp.status == 200, await resp.text()
     assert hops == ["GenerationService._process_and_store.<locals>.off_the_loop"]
     assert wav_info(data)[0] == 48000
+
+
+def test_the_sql_benchmark_runs(database_url):
+    """scripts/bench_generation_sql.py, which the README quotes, still runs against today's schema."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_generation_sql.py"
+    done = subprocess.run([sys.executable, str(script), "--iterations", "3", "--database-url", database_url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split("  ")[1].strip() for line in lines[1:]] == [
+        "SELECT 1 (a round trip)", "generation_open", "generation_open + generation_succeed"]
+    assert all("ms CPU" in line for line in lines[1:])

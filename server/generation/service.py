@@ -1,7 +1,12 @@
 """The generation flow: from a validated request to stored, charged audio (or nothing charged).
 
-    plan + rate limit -> plan limits -> price -> idempotency record -> reserve credits
-    -> key bank + ElevenLabs (per take, concurrently) -> post-process -> store -> capture -> respond
+    plan + rate limit -> plan limits -> price -> idempotency record + credit holds + pending rows
+    -> key bank + ElevenLabs (per take, concurrently) -> post-process + store -> rows + capture -> respond
+
+Postgres sees three statements per generation: authentication's, the opening (repo.open_generation)
+and the closing (repo.succeed or repo.fail), each its own transaction (migrations/0014). Accounts
+the opening's fast path cannot serve, and retries that may take a request over, go through one
+explicit transaction instead (_open_in_transaction).
 
 Money rules this file keeps:
 - Credits are reserved before any upstream call and captured only for audio that was produced,
