@@ -155,10 +155,6 @@ async def take_over(
     return RequestClaim(taken["id"], taken["status"], taken["request_hash"], taken["attempt"], True, taken["updated_at"])
 
 
-async def request_status(conn: Conn, request_id: uuid.UUID) -> str | None:
-    return await conn.fetchval("SELECT status FROM generation_requests WHERE id = $1", request_id)
-
-
 async def request_state(conn: Conn, request_id: uuid.UUID, *, grace: float) -> tuple[str | None, bool]:
     """(status, whether an in-progress request's owner is gone) for a retry waiting on it."""
     row = await conn.fetchrow(
@@ -240,8 +236,8 @@ async def succeed(
 
 
 async def fail(
-    conn: Conn, generation_ids: Sequence[uuid.UUID], *, status: str, reason: str, holds: Sequence[uuid.UUID],
-    release_reason: str, hold_id: uuid.UUID | None = None, upstream_key_id: int | None = None,
+    conn: Conn, generation_ids: Sequence[uuid.UUID], *, status: str, reason: str, holds: Sequence[uuid.UUID] = (),
+    release_reason: str | None = None, hold_id: uuid.UUID | None = None, upstream_key_id: int | None = None,
     upstream_request_id: str | None = None, upstream_cost: int | None = None, upstream_attempts: int = 0,
     latency_ms: int | None = None,
 ) -> int:
@@ -262,35 +258,6 @@ async def generation_row(conn: Conn, generation_id: uuid.UUID) -> asyncpg.Record
                    failure_reason, created_at, completed_at, {TAKES} FROM generations WHERE id = $1""",
         generation_id,
     )
-
-
-async def set_charged(conn: Conn, generation_id: uuid.UUID, credits_charged: int) -> asyncpg.Record:
-    return await conn.fetchrow(
-        f"""UPDATE generations SET credits_charged = $2 WHERE id = $1
-         RETURNING id, user_id, request_id, kind, status, params, prompt, text, variation, request_hash, cached,
-                   storage_key, format, duration_seconds, sample_rate, size_bytes, credits_charged, hold_id,
-                   failure_reason, created_at, completed_at, {TAKES}""",
-        generation_id, credits_charged,
-    )
-
-
-async def mark_failed(
-    conn: Conn, generation_ids: Sequence[uuid.UUID], *, status: str, reason: str, hold_id: uuid.UUID | None = None,
-    upstream_key_id: int | None = None, upstream_request_id: str | None = None, upstream_cost: int | None = None,
-    upstream_attempts: int = 0, latency_ms: int | None = None,
-) -> int:
-    """Returns how many rows this call closed. Only pending rows: a row that already succeeded
-    is never turned into a failure, and a row closed by a takeover or the sweep stays closed."""
-    status_line = await conn.execute(
-        """UPDATE generations
-              SET status = $2, failure_reason = $3, hold_id = $4, upstream_key_id = $5, upstream_request_id = $6,
-                  upstream_cost = $7, upstream_attempts = $8, latency_ms = $9, credits_charged = 0,
-                  completed_at = now()
-            WHERE id = ANY($1::uuid[]) AND status = 'pending'""",
-        list(generation_ids), status, reason, hold_id, upstream_key_id, upstream_request_id, upstream_cost,
-        upstream_attempts, latency_ms,
-    )
-    return int(status_line.split()[-1])
 
 
 async def request_results(conn: Conn, request_id: uuid.UUID) -> list[asyncpg.Record]:

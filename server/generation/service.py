@@ -274,7 +274,7 @@ class GenerationService:
         one explicit transaction instead (_open_in_transaction)."""
         spec = job.spec
         takes = [(variation, cached.get(variation)) for variation in range(spec.variations)]
-        prices = [self.cache_price(job) if hit is not None else self.reserve_price(job) for _, hit in takes]
+        prices = [self.take_price(job, hit) for _, hit in takes]
         keys = [hold_key(job.user_id, job.idempotency_key, variation) for variation, _ in takes]
         paid = [i for i, price in enumerate(prices) if price > 0]
         opened = await repo.open_generation(
@@ -340,7 +340,7 @@ class GenerationService:
             job.attempt = claim.attempt
             for variation, generation_id in enumerate(generation_ids):
                 hit = cached.get(variation)
-                price = self.cache_price(job) if hit is not None else self.reserve_price(job)
+                price = self.take_price(job, hit)
                 job.takes.append(Take(generation_id, variation, price, cached=hit))
             try:
                 if len(job.takes) == 1:
@@ -354,8 +354,7 @@ class GenerationService:
                 refused = exc
                 for take in job.takes:
                     take.hold = None
-                await repo.fail(conn, [t.generation_id for t in job.takes], status="failed",
-                                reason=failure_of(exc)[1], holds=[], release_reason="refused")
+                await repo.fail(conn, [t.generation_id for t in job.takes], status="failed", reason=failure_of(exc)[1])
                 await repo.finish_request(conn, claim.id, "failed")
         if refused is not None:
             self.metrics.generations.labels(spec.kind, "refused").inc(len(job.takes))
@@ -611,8 +610,8 @@ class GenerationService:
             # nothing was written, and the take fails uncharged.
             if gone.missing:
                 raise HoldNotFound("No such credit hold") from None
-            raise HoldClosed("The credit hold was already released",
-                             details={"hold_id": str(take.hold.id) if take.hold else None}) from None
+            raise HoldClosed("This take outlasted its credit reservation, so it was not kept; nothing was charged. "
+                             "Try again.", details={"hold_id": str(take.hold.id) if take.hold else None}) from None
         if row is None:
             # No longer pending: this very write committed before its connection died (a
             # repeat), or a retry took the request over, or the sweep closed the row.
@@ -741,18 +740,15 @@ class GenerationService:
             processed = work()
             return processed, await self.storage.put(processed.data, processed.format)
 
-        def off_the_loop() -> tuple[ProcessedAudio, str | None, str]:
+        def off_the_loop() -> tuple[ProcessedAudio, str, bool]:
             processed = work()
-            stored = self.storage.put_blocking(processed.data, processed.format)
-            return processed, stored, stored or key_for(processed.data, processed.format)
+            written = self.storage.put_blocking(processed.data, processed.format)  # None: uploaded from the loop
+            return processed, written or key_for(processed.data, processed.format), written is not None
 
-        processed, stored, key = await self._in_executor(off_the_loop)
-        if stored is None:
-            stored = await self.storage.put(processed.data, processed.format, key=key)
-        return processed, stored
-
-    async def _in_executor(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        processed, key, written = await asyncio.get_running_loop().run_in_executor(None, off_the_loop)
+        if not written:
+            await self.storage.put(processed.data, processed.format, key=key)
+        return processed, key
 
     # --- prices ------------------------------------------------------------------------------
 
@@ -761,6 +757,10 @@ class GenerationService:
         if self._pricing is None or now - self._pricing[0] > PRICING_TTL:
             self._pricing = (now, await credits.load_pricing(self.pool))
         return self._pricing[1]
+
+    def take_price(self, job: Job, cached: asyncpg.Record | None) -> int:
+        """What a take is reserved for: a reuse of a cached result, or a new generation."""
+        return self.cache_price(job) if cached is not None else self.reserve_price(job)
 
     def reserve_price(self, job: Job) -> int:
         p = job.spec.params
