@@ -213,6 +213,15 @@ def _schema_by_properties(schema: Any) -> str:
     return ""
 
 
+async def _accepted_fault(request: web.Request, call: Call) -> web.StreamResponse | None:
+    """The faults of a request the provider accepted: it hangs, or answers a corrupt body."""
+    if call.fault is not None and call.fault.kind == "timeout":
+        return await _hang(request)
+    if call.fault is not None and call.fault.kind == "corrupt":
+        return _corrupt(call)
+    return None
+
+
 async def _json(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -259,12 +268,8 @@ def _bearer(request: web.Request) -> str | None:
 
 async def openai_chat(request: web.Request) -> web.StreamResponse:
     call = _begin(request, "openai", _bearer(request))
-    if (early := _openai_fault(call)) is not None:
+    if (early := _openai_fault(call) or await _accepted_fault(request, call)) is not None:
         return early
-    if call.fault is not None and call.fault.kind == "timeout":
-        return await _hang(request)
-    if call.fault is not None and call.fault.kind == "corrupt":
-        return _corrupt(call)
     body = await _json(request)
     messages = body.get("messages") or []
     system = "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict) and m.get("role") == "system")
@@ -331,12 +336,8 @@ def _anthropic_key(request: web.Request) -> str | None:
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     call = _begin(request, "anthropic", _anthropic_key(request))
-    if (early := _anthropic_fault(call)) is not None:
+    if (early := _anthropic_fault(call) or await _accepted_fault(request, call)) is not None:
         return early
-    if call.fault is not None and call.fault.kind == "timeout":
-        return await _hang(request)
-    if call.fault is not None and call.fault.kind == "corrupt":
-        return _corrupt(call)
     body = await _json(request)
     system = body.get("system") if isinstance(body.get("system"), str) else json.dumps(body.get("system") or "")
     user = "".join(
@@ -422,12 +423,8 @@ async def gemini_generate(request: web.Request) -> web.StreamResponse:
     if method != "generateContent":
         _finish(call, 404)
         return _gemini_error(404, "NOT_FOUND", f"Method {method} is not supported by the simulator.")
-    if (early := _gemini_fault(call)) is not None:
+    if (early := _gemini_fault(call) or await _accepted_fault(request, call)) is not None:
         return early
-    if call.fault is not None and call.fault.kind == "timeout":
-        return await _hang(request)
-    if call.fault is not None and call.fault.kind == "corrupt":
-        return _corrupt(call)
     body = await _json(request)
     system = "".join(p.get("text", "") for p in ((body.get("systemInstruction") or {}).get("parts") or []))
     user = "".join(
