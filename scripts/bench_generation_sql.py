@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,18 +30,15 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from server.db import migrate  # noqa: E402
+from benchtools import cpu_seconds, db_url  # noqa: E402
 
-
-def backend_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(base_url: str, iterations: int) -> None:
     name = f"sfx_bench_sql_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(base_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(base_url)._replace(path="/" + name))
+    url = db_url(base_url, name)
     try:
         await migrate(url)
         conn = await asyncpg.connect(url)
@@ -77,10 +73,10 @@ async def run(base_url: str, iterations: int) -> None:
                                    ("generation_open + generation_succeed", generation, True)):
             for _ in range(50):  # plans cached, pages warm
                 await step(close)
-            cpu, wall = backend_cpu_seconds(pid), time.perf_counter()
+            cpu, wall = cpu_seconds(pid), time.perf_counter()
             for _ in range(iterations):
                 await step(close)
-            cpu_ms = (backend_cpu_seconds(pid) - cpu) * 1000 / iterations
+            cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / iterations
             wall_ms = (time.perf_counter() - wall) * 1000 / iterations
             print(f"  {label:<40} {cpu_ms:6.3f} ms CPU   {wall_ms:6.3f} ms wall")
         await conn.close()

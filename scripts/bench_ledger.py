@@ -32,7 +32,6 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,12 +40,10 @@ import asyncpg  # noqa: E402
 from server.credits import service  # noqa: E402
 from server.db import create_pool, migrate  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from benchtools import db_url  # noqa: E402
 
 Op = Callable[[int, int], Awaitable[None]]  # (client number, sequence number)
 
-
-def db_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path="/" + name))
 
 
 class Result:

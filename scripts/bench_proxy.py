@@ -48,7 +48,6 @@ import base64
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -71,6 +70,8 @@ from server.db import migrate  # noqa: E402
 from server.providers.elevenlabs import Upstream, create_http_client  # noqa: E402
 from server.keybank import KeyBank  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from benchtools import children, db_url, free_port  # noqa: E402
+from benchtools import cpu_seconds as process_cpu  # noqa: E402
 
 PROMPT = "Heavy wooden door slams shut in a stone hallway"
 SECONDS = 2.0
@@ -107,38 +108,12 @@ class Run:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def db_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path="/" + name))
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-            except (OSError, ValueError):
-                pass
-    return out
 
 
 def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
     """User + system CPU time a process (and its worker processes) have used so far."""
-    total = 0.0
-    for one in (pid, *(children(pid) if with_children else ())):
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(process_cpu(one) for one in (pid, *(children(pid) if with_children else ())))
 
 
 def processes_named(needle: str) -> list[int]:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from benchtools import cpu_seconds, free_port  # noqa: E402
 
 
 def wav_bytes(seconds: float) -> bytes:

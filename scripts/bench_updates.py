@@ -23,14 +23,12 @@ import asyncio
 import io
 import os
 import secrets
-import socket
 import sys
 import tempfile
 import time
 import uuid
 import zipfile
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +40,7 @@ import redis.asyncio as aioredis  # noqa: E402
 from server.db import migrate  # noqa: E402
 from server.releases import Actor, ReleaseService, package_storage  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from benchtools import children, cpu_seconds, db_url, free_port  # noqa: E402
 
 BARE_APP = """
 import sys
@@ -70,32 +69,12 @@ serving.run(main())
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def db_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path="/" + name))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def serving_pids(parent: int) -> list[int]:
     """The process answering requests: the parent itself, or its worker children."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    kids.append(int(entry.name))
-            except (OSError, ValueError):
-                pass
-    return kids or [parent]
+    return children(parent) or [parent]
 
 
 def package(version: str) -> bytes:

@@ -17,6 +17,9 @@ statements keep are tested in test_generation_money.py and test_recovery.py.
 """
 
 import importlib.util
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -35,9 +38,11 @@ GENERATIONS = 5
 BACKGROUND_ALLOWANCE = 2
 
 
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
 def _load_relay():
-    path = __import__("pathlib").Path(__file__).resolve().parent.parent / "scripts" / "bench_floor.py"
-    spec = importlib.util.spec_from_file_location("bench_floor", path)
+    spec = importlib.util.spec_from_file_location("bench_floor", SCRIPTS / "bench_floor.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.RoundTripRelay
@@ -130,12 +135,7 @@ async def test_a_long_voice_over_is_joined_processed_and_stored_in_one_trip_to_t
 
 def test_the_sql_benchmark_runs(database_url):
     """scripts/bench_generation_sql.py, which the README quotes, still runs against today's schema."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_generation_sql.py"
-    done = subprocess.run([sys.executable, str(script), "--iterations", "3", "--database-url", database_url],
+    done = subprocess.run([sys.executable, str(SCRIPTS / "bench_generation_sql.py"), "--iterations", "3", "--database-url", database_url],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
