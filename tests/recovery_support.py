@@ -185,8 +185,11 @@ def assert_allowed(answer: Answer) -> None:
         assert answer.retry_after is not None and int(answer.retry_after) >= 1
 
 
-async def under_load(api, users, fault, *, clients: int = 6, before: float = 0.6, after: float = 0.6) -> Load:
-    """`clients` loops sending generations with fresh Idempotency-Keys while `fault()` runs."""
+async def under_load(api, users, fault, *, clients: int = 6, before: float = 0.6, after: float = 0.6,
+                     answered_after: int = 0, wait_at_most: float = 10.0) -> Load:
+    """`clients` loops sending generations with fresh Idempotency-Keys while `fault()` runs, and
+    for `after` seconds once it returned; longer (up to `wait_at_most`) until `answered_after`
+    requests sent after that have their answer, so a slow machine still tests the recovery."""
     load = Load()
     stop = asyncio.Event()
 
@@ -202,7 +205,11 @@ async def under_load(api, users, fault, *, clients: int = 6, before: float = 0.6
     try:
         await asyncio.sleep(before)
         await fault()
+        recovered = time.monotonic()
         await asyncio.sleep(after)
+        give_up = time.monotonic() + wait_at_most
+        while sum(a.sent_at > recovered for a in load.answers) < answered_after and time.monotonic() < give_up:
+            await asyncio.sleep(0.05)
     finally:
         stop.set()
         await asyncio.gather(*loops)

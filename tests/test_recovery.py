@@ -81,7 +81,7 @@ async def test_after_a_redis_restart_or_flush_no_request_fails(api, outage_setti
         await in_thread(private_redis.restart if how == "restart" else private_redis.flush)
         back_at = time.monotonic()
 
-    load = await under_load(api, users, blink)
+    load = await under_load(api, users, blink, answered_after=6)
     # Every pooled connection died with the restart: the client reconnects and sends the command
     # again, and the key bank copies its keys back from Postgres into the emptied Redis. So no
     # request sent once Redis was back fails, and a flush fails none at all.
